@@ -1,0 +1,1 @@
+"""The ModelArts-compatible REST API (FastAPI): app factory, one router per resource, error envelope."""

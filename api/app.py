@@ -1,0 +1,34 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+from api.context import ApiContext
+from api.errors import envelope, install_error_handlers
+from api.routers import datasets, health, processor_tasks
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    """An app bound to ``ctx`` (DB, store, enqueue function); OpenAPI at ``/openapi.json``."""
+    app = FastAPI(
+        title="dsproc",
+        version="0.1.0",
+        description="ModelArts-compatible data processing for image datasets",
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    max_body = ctx.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return envelope("ModelArts.4200", f"request body larger than {max_body} bytes", 413)
+        response = await call_next(request)
+        return response
+
+    app.include_router(health.router)
+    app.include_router(processor_tasks.router)
+    app.include_router(datasets.router)
+    return app

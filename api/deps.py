@@ -1,0 +1,39 @@
+"""``Annotated`` dependency aliases used by the routers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from sqlalchemy.orm import Session
+
+from api.context import ApiContext
+from storage.objectstore import ObjectStore
+
+
+def get_context(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+def get_session(ctx: Annotated[ApiContext, Depends(get_context)]) -> Iterator[Session]:
+    """One transaction per request: committed by the handler's success, rolled back otherwise."""
+    session = ctx.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_store(ctx: Annotated[ApiContext, Depends(get_context)]) -> ObjectStore:
+    return ctx.store
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+ProjectId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]

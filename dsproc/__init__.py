@@ -1,0 +1,1 @@
+"""dsproc: composition root (settings and the command line)."""

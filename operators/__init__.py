@@ -1,0 +1,1 @@
+"""Operators: pure compute over decoded samples, registered under their ModelArts names."""

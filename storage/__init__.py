@@ -1,0 +1,1 @@
+"""Object storage, manifests, dataset versions and the metadata DB."""

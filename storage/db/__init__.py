@@ -1,0 +1,1 @@
+"""Metadata DB: SQLAlchemy 2 models, engine/session factory, repositories, migrations."""

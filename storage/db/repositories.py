@@ -1,0 +1,356 @@
+"""Repositories: every query and state change of the metadata DB, one class per aggregate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import and_, asc, delete, desc, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from storage.db.ids import now_ms
+from storage.db.models import Dataset, DatasetVersion, ProcessorTask, SampleResult, TaskVersion
+from storage.errors import ConflictError, NotFoundError
+
+INIT, RUNNING, COMPLETED, FAILED, STOPPED = 0, 1, 2, 3, 4
+TERMINAL = (COMPLETED, FAILED, STOPPED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of a claim: ``claimed`` (run it), ``busy`` (another worker runs it), ``done``, ``missing``."""
+
+    state: Literal["claimed", "busy", "done", "missing"]
+    deliveries: int
+
+
+class DatasetRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, dataset: Dataset) -> Dataset:
+        self.session.add(dataset)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise ConflictError(f"dataset name {dataset.name!r} already exists") from exc
+        return dataset
+
+    def get(self, project_id: str, dataset_id: str) -> Dataset:
+        row = self.session.scalar(
+            select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
+        )
+        if row is None:
+            raise NotFoundError(f"dataset {dataset_id} does not exist")
+        return row
+
+    def list(self, project_id: str, offset: int = 0, limit: int = 10) -> tuple[int, Sequence[Dataset]]:
+        where = Dataset.project_id == project_id
+        total = self.session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
+        rows = self.session.scalars(
+            select(Dataset).where(where).order_by(desc(Dataset.create_time)).offset(offset).limit(limit)
+        ).all()
+        return total, rows
+
+    def add_version(self, dataset: Dataset, version: DatasetVersion, make_current: bool = True) -> None:
+        version.dataset_id = dataset.id
+        self.session.add(version)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise ConflictError(f"dataset version {version.name!r} already exists") from exc
+        if make_current:
+            dataset.current_version_id = version.id
+        dataset.next_version_num = max(dataset.next_version_num, _version_number(version.name) + 1)
+
+    def get_version(self, dataset_id: str, version_id: str) -> DatasetVersion:
+        row = self.session.scalar(
+            select(DatasetVersion).where(
+                DatasetVersion.id == version_id, DatasetVersion.dataset_id == dataset_id
+            )
+        )
+        if row is None:
+            raise NotFoundError(f"dataset version {version_id} does not exist")
+        return row
+
+    def version_name_exists(self, dataset_id: str, name: str) -> bool:
+        return (
+            self.session.scalar(
+                select(DatasetVersion.id).where(
+                    DatasetVersion.dataset_id == dataset_id, DatasetVersion.name == name
+                )
+            )
+            is not None
+        )
+
+    def versions(self, dataset_id: str) -> Sequence[DatasetVersion]:
+        return self.session.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset_id)
+            .order_by(desc(DatasetVersion.create_time))
+        ).all()
+
+
+def _version_number(name: str) -> int:
+    digits = "".join(ch for ch in name if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    task_type: str | None = None
+    status: int | None = None
+    task_name: str | None = None
+    source_type: str | None = None
+    source: str | None = None
+    version_ids: tuple[str, ...] = ()
+    current_only: bool = False
+
+
+_TASK_SORT = {
+    "create_time": ProcessorTask.create_time,
+    "name": ProcessorTask.name,
+    "duration_seconds": ProcessorTask.duration_seconds,
+}
+
+
+class TaskRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, task: ProcessorTask) -> ProcessorTask:
+        if self.session.scalar(
+            select(ProcessorTask.id).where(
+                ProcessorTask.project_id == task.project_id, ProcessorTask.name == task.name
+            )
+        ):
+            raise ConflictError(f"processor task {task.name!r} already exists")
+        self.session.add(task)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise ConflictError(f"processor task {task.name!r} already exists") from exc
+        return task
+
+    def get(self, project_id: str, task_id: str) -> ProcessorTask:
+        row = self.session.scalar(
+            select(ProcessorTask).where(ProcessorTask.id == task_id, ProcessorTask.project_id == project_id)
+        )
+        if row is None:
+            raise NotFoundError(f"processor task {task_id} does not exist")
+        return row
+
+    def list(
+        self,
+        project_id: str,
+        flt: TaskFilter,
+        *,
+        offset: int = 0,
+        limit: int = 10,
+        sort_by: str = "create_time",
+        order: str = "desc",
+    ) -> tuple[int, Sequence[ProcessorTask]]:
+        conds: list[Any] = [ProcessorTask.project_id == project_id]
+        if flt.task_type:
+            conds.append(ProcessorTask.template_id == flt.task_type)
+        if flt.status is not None:
+            conds.append(ProcessorTask.status == flt.status)
+        if flt.task_name:
+            pattern = flt.task_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(ProcessorTask.name.like(f"%{pattern}%", escape="\\"))
+        if flt.version_ids:
+            conds.append(ProcessorTask.version_id.in_(flt.version_ids))
+        if flt.source_type:
+            conds.append(ProcessorTask.source_type == flt.source_type)
+        if flt.source:
+            conds.append(ProcessorTask.source == flt.source)
+        if flt.current_only:
+            newer = aliased(ProcessorTask)
+            conds.append(
+                ~exists().where(
+                    newer.project_id == ProcessorTask.project_id,
+                    newer.template_id == ProcessorTask.template_id,
+                    newer.version_id == ProcessorTask.version_id,
+                    newer.create_time > ProcessorTask.create_time,
+                )
+            )
+        total = self.session.scalar(select(func.count()).select_from(ProcessorTask).where(*conds)) or 0
+        column = _TASK_SORT.get(sort_by, ProcessorTask.create_time)
+        direction = asc if order == "asc" else desc
+        rows = self.session.scalars(
+            select(ProcessorTask)
+            .where(*conds)
+            .order_by(direction(column), direction(ProcessorTask.id))
+            .offset(offset)
+            .limit(limit)
+        ).all()
+        return total, rows
+
+    def add_version(self, task: ProcessorTask, version: TaskVersion) -> TaskVersion:
+        version.task_id = task.id
+        self.session.add(version)
+        self.session.flush()
+        return version
+
+    def next_version_name(self, task_id: str) -> str:
+        count = self.session.scalar(
+            select(func.count()).select_from(TaskVersion).where(TaskVersion.task_id == task_id)
+        )
+        return f"V{(count or 0) + 1:04d}"
+
+    def versions(self, task_id: str, order: str = "desc") -> Sequence[TaskVersion]:
+        direction = desc if order == "desc" else asc
+        return self.session.scalars(
+            select(TaskVersion)
+            .where(TaskVersion.task_id == task_id)
+            .order_by(direction(TaskVersion.create_time), direction(TaskVersion.version_name))
+        ).all()
+
+    def version_count(self, task_id: str) -> int:
+        return (
+            self.session.scalar(
+                select(func.count()).select_from(TaskVersion).where(TaskVersion.task_id == task_id)
+            )
+            or 0
+        )
+
+    def get_version(self, version_id: str) -> TaskVersion:
+        row = self.session.get(TaskVersion, version_id)
+        if row is None:
+            raise NotFoundError(f"task version {version_id} does not exist")
+        return row
+
+    # --- worker-side state changes -------------------------------------------------------------
+
+    def claim(self, version_id: str, stale_before_ms: int | None = None) -> Claim:
+        """Compare-and-set to RUNNING, counting the delivery.
+
+        A version is claimable when it is INIT (and not asked to stop), or RUNNING with a heartbeat
+        older than ``stale_before_ms`` (its worker died; this delivery takes over).
+        """
+        now = now_ms()
+        claimable = and_(TaskVersion.status == INIT, TaskVersion.stop_requested.is_(False))
+        if stale_before_ms is not None:
+            claimable = or_(
+                claimable, and_(TaskVersion.status == RUNNING, TaskVersion.update_time < stale_before_ms)
+            )
+        result = self.session.execute(
+            update(TaskVersion)
+            .where(TaskVersion.id == version_id, claimable)
+            .values(
+                status=RUNNING,
+                started_at=func.coalesce(TaskVersion.started_at, now),
+                update_time=now,
+                deliveries=TaskVersion.deliveries + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        row = self.session.execute(
+            select(TaskVersion.task_id, TaskVersion.status, TaskVersion.deliveries).where(
+                TaskVersion.id == version_id
+            )
+        ).first()
+        if row is None:
+            return Claim("missing", 0)
+        if result.rowcount == 1:
+            self._mirror(row.task_id, status=RUNNING)
+            return Claim("claimed", row.deliveries)
+        return Claim("busy" if row.status == RUNNING else "done", row.deliveries)
+
+    def heartbeat(self, version_id: str) -> None:
+        """Mark a running version alive (takeover happens only after heartbeats stop)."""
+        self.session.execute(
+            update(TaskVersion)
+            .where(TaskVersion.id == version_id, TaskVersion.status == RUNNING)
+            .values(update_time=now_ms())
+        )
+
+    def set_progress(self, version_id: str, done: int) -> None:
+        self.session.execute(
+            update(TaskVersion)
+            .where(TaskVersion.id == version_id)
+            .values(progress=done, update_time=now_ms())
+        )
+
+    def stop_requested(self, version_id: str) -> bool:
+        return bool(
+            self.session.scalar(select(TaskVersion.stop_requested).where(TaskVersion.id == version_id))
+        )
+
+    def finish(
+        self,
+        version_id: str,
+        status: int,
+        *,
+        error_msg: str | None = None,
+        counters: dict[str, int] | None = None,
+        result: dict[str, Any] | None = None,
+        output_path: str | None = None,
+    ) -> bool:
+        """Terminal state + counters in one statement, only from RUNNING (so a finish happens once)."""
+        assert status in TERMINAL
+        version = self.get_version(version_id)
+        now = now_ms()
+        started = version.started_at or now
+        values: dict[str, Any] = {
+            "status": status,
+            "error_msg": error_msg,
+            "finished_at": now,
+            "update_time": now,
+            "duration_seconds": max(0, round((now - started) / 1000)),
+        }
+        if counters:
+            values.update(counters)
+        if output_path is not None:
+            values["output_path"] = output_path
+        res = self.session.execute(
+            update(TaskVersion)
+            .where(TaskVersion.id == version_id, TaskVersion.status.in_((INIT, RUNNING)))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:
+            return False
+        self._mirror(
+            version.task_id,
+            status=status,
+            error_msg=error_msg,
+            result=result,
+            duration_seconds=values["duration_seconds"],
+        )
+        return True
+
+    def _mirror(self, task_id: str, **values: Any) -> None:
+        """A task mirrors its newest version's state."""
+        values["update_time"] = now_ms()
+        self.session.execute(update(ProcessorTask).where(ProcessorTask.id == task_id).values(**values))
+
+    # --- results -------------------------------------------------------------------------------
+
+    def replace_results(self, version_id: str, results: Iterable[SampleResult]) -> None:
+        """Write a version's per-sample records; a retried run replaces the earlier attempt's."""
+        self.session.execute(delete(SampleResult).where(SampleResult.task_version_id == version_id))
+        batch: list[SampleResult] = []
+        for res in results:
+            res.task_version_id = version_id
+            batch.append(res)
+            if len(batch) >= 1000:
+                self.session.add_all(batch)
+                self.session.flush()
+                batch = []
+        self.session.add_all(batch)
+        self.session.flush()
+
+    def results(
+        self, version_id: str, result_property: int = -1, offset: int = 0, limit: int = 10
+    ) -> tuple[int, Sequence[SampleResult]]:
+        conds: list[Any] = [SampleResult.task_version_id == version_id]
+        if result_property != -1:
+            conds.append(SampleResult.result_property == result_property)
+        total = self.session.scalar(select(func.count()).select_from(SampleResult).where(*conds)) or 0
+        rows = self.session.scalars(
+            select(SampleResult).where(*conds).order_by(SampleResult.id).offset(offset).limit(limit)
+        ).all()
+        return total, rows

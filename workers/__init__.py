@@ -1,0 +1,1 @@
+"""Celery workers: the app, the task runner, template jobs, progress and stop."""

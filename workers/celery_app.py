@@ -1,0 +1,51 @@
+"""The Celery app: reliability settings (DESIGN.md §3) and per-process set-up."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from dsproc.settings import Settings
+from workers import context
+from workers.threads import configure_threads, thread_share
+
+TASK_NAME = "dsproc.run_task_version"
+QUEUE = "dsproc"
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for ``settings``; time limits stay below the broker's visibility timeout."""
+    app = Celery("dsproc", broker=settings.broker_url, include=["workers.tasks"])
+    transport_options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
+    if settings.embedded_broker:
+        transport_options = {"polling_interval": 0.05}
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(5, settings.task_time_limit_s - 30),
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=settings.result_backend,
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_concurrency=settings.worker_concurrency,
+        worker_max_tasks_per_child=200,
+        broker_pool_limit=4,
+    )
+    context.configure(settings)
+    import workers.tasks  # noqa: F401 - registers the shared task with this app
+
+    return app
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    """A forked pool process builds its own DB connections and takes its share of the cores."""
+    context.reset_after_fork()
+    settings = context.current().settings
+    configure_threads(thread_share(settings.worker_concurrency))

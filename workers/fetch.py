@@ -1,0 +1,68 @@
+"""Fetch sample bytes from object storage, a batch at a time, in parallel (latency-bound on S3)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
+
+from storage.errors import StorageError
+from storage.manifest import ManifestSample
+from storage.objectstore.base import ObjectStore
+from storage.uris import parse_uri
+
+T = TypeVar("T")
+
+
+@dataclass
+class Fetched:
+    sample: ManifestSample
+    data: bytes | None
+    error: str | None = None
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _fetch_one(store: ObjectStore, sample: ManifestSample, max_bytes: int) -> Fetched:
+    try:
+        ref = parse_uri(sample.source)
+        return Fetched(sample, store.get_bytes(ref.bucket, ref.key, max_bytes=max_bytes))
+    except StorageError as exc:
+        return Fetched(sample, None, f"cannot read {sample.source}: {exc}")
+
+
+class Fetcher:
+    """A small thread pool that turns a batch of samples into their bytes (or a per-sample error)."""
+
+    def __init__(self, store: ObjectStore, max_bytes: int, threads: int = 8) -> None:
+        self.store, self.max_bytes = store, max_bytes
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch")
+
+    def fetch(self, batch: list[ManifestSample]) -> list[Fetched]:
+        return list(self.pool.map(lambda s: _fetch_one(self.store, s, self.max_bytes), batch))
+
+    def stream(self, batches: Iterable[list[ManifestSample]]) -> Iterator[list[Fetched]]:
+        """Fetched batches in order, the next one downloading while the caller works on this one."""
+        pending = None
+        for batch in batches:
+            futures = [self.pool.submit(_fetch_one, self.store, s, self.max_bytes) for s in batch]
+            if pending is not None:
+                yield [f.result() for f in pending]
+            pending = futures
+        if pending is not None:
+            yield [f.result() for f in pending]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

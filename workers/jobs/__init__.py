@@ -1,0 +1,1 @@
+"""One job per template: how a task version's samples flow through its operators."""
