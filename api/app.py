@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 
 from api.context import ApiContext
 from api.errors import envelope, install_error_handlers
-from api.routers import datasets, health, processor_tasks
+from api.routers import datasets, health, objects, processor_tasks, task_versions
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -30,5 +30,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(processor_tasks.router)
+    app.include_router(task_versions.router)
+    app.include_router(objects.router)
     app.include_router(datasets.router)
     return app

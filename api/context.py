@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,3 +24,9 @@ class ApiContext:
     store: ObjectStore
     enqueue: Enqueue
     broker_ping: Callable[[], None]
+    _fallback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
+
+    @property
+    def secret(self) -> str:
+        """The key signing the API's own object URLs (random per process when none is configured)."""
+        return self.settings.secret_key or self._fallback_secret

@@ -41,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     runtime = bootstrap(settings)
+    settings = runtime.settings
     celery_app = make_celery(settings)
     worker = None
     if settings.embedded_broker:
@@ -117,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     runtime = bootstrap(settings)
+    settings = runtime.settings
     try:
         body = CreateProcessorTaskRequest.model_validate_json(Path(args.task_file).read_bytes())
     except (OSError, ValidationError) as exc:

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=100_000_000, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_running_versions: int = Field(default=20, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    # HMAC key for the API's own signed object URLs (local storage); generated into the data dir if unset.
+    secret_key: str | None = None
+    public_url: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

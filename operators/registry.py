@@ -68,4 +68,8 @@ def _load_builtin() -> None:
     if _loaded:
         return
     _loaded = True
-    import operators.analysis  # noqa: F401
+    import operators.analysis
+    import operators.augmentation
+    import operators.cleaning
+    import operators.selection
+    import operators.validation  # noqa: F401

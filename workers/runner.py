@@ -6,17 +6,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from storage.db.engine import session_scope
 from storage.db.ids import now_ms
-from storage.db.models import ProcessorTask, SampleResult, TaskVersion
+from storage.db.models import ProcessorTask, TaskVersion
 from storage.db.repositories import COMPLETED, FAILED, STOPPED, TaskRepository
 from workers.context import WorkerContext
 from workers.errors import StopRequested, WorkerError
+from workers.jobs.base import JobControl, JobOutcome
 
 log = logging.getLogger(__name__)
 
@@ -24,45 +23,20 @@ HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0  # a running version whose heartbeat is this old lost its worker
 
 
-@dataclass
-class JobOutcome:
-    """What a job produced; written with the terminal state in one transaction."""
-
-    counters: dict[str, int]
-    results: list[SampleResult] = field(default_factory=list)
-    result: dict[str, Any] | None = None
-    output_path: str | None = None
-
-
-class JobControl:
-    """Progress reporting and cooperative stop, checked by jobs between batches."""
-
-    def __init__(self, ctx: WorkerContext, version_id: str, min_interval_s: float = 1.0) -> None:
-        self.ctx = ctx
-        self.version_id = version_id
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
-
-    def checkpoint(self, done: int, *, force: bool = False) -> None:
-        """Record progress (throttled) and raise ``StopRequested`` if a stop was asked for."""
-        now = time.monotonic()
-        if not force and now - self._last < self.min_interval_s:
-            return
-        self._last = now
-        with session_scope(self.ctx.sessions) as s:
-            repo = TaskRepository(s)
-            repo.set_progress(self.version_id, done)
-            if repo.stop_requested(self.version_id):
-                raise StopRequested("stopped by request")
-
-
 Job = Callable[[WorkerContext, ProcessorTask, TaskVersion, JobControl], JobOutcome]
 
 
 def _jobs() -> dict[str, Job]:
     from workers.jobs.analysis import run_analysis
+    from workers.jobs.processing import run_processing
 
-    return {"sys_data_analyse": run_analysis}
+    return {
+        "sys_data_analyse": run_analysis,
+        "sys_data_validation": run_processing,
+        "sys_data_cleaning": run_processing,
+        "sys_data_selection": run_processing,
+        "sys_data_augmentation": run_processing,
+    }
 
 
 class _Heartbeat(threading.Thread):

@@ -1,117 +1,170 @@
-"""``/v2/{project_id}/datasets``: create (import a folder or manifest) and describe."""
+"""``/v2/{project_id}/datasets``: datasets, their versions and their samples
+(modelarts-datasets-api.md §2, §4, §5). Sub-paths are declared before ``/{dataset_id}``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Body, Query, Response, status
 
 from api.deps import ProjectId, SessionDep, StoreDep
-from api.errors import ApiError, invalid
-from api.schemas.datasets import CreateDatasetRequest
-from storage.datasets import EmptyImportError, dataset_paths, register_dataset
-from storage.db.models import Dataset
+from api.errors import invalid
+from api.schemas.datasets import CreateDatasetRequest, CreateVersionRequest
+from api.services import datasets as service
 from storage.db.repositories import DatasetRepository
-from storage.errors import ConflictError, NotFoundError, ObjectNotFoundError, StorageError
-from storage.uris import parse_uri, to_api_path
 
 router = APIRouter(prefix="/v2/{project_id}/datasets", tags=["datasets"])
 
-SUPPORTED_TYPES = (0, 1)
+MAX_OFFSET = 2**31 - 1
+"""Offsets are record offsets (docs/compatibility.md); larger values are refused, not sent to SQL."""
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+Order = Literal["asc", "desc"]
+SearchText = Annotated[str | None, Query(max_length=100)]
 
 
-def _folder(path: str, what: str) -> str:
-    if "//" in path.split("://", 1)[-1]:
-        raise ApiError("ModelArts.4315", f"{what} must not contain //")
-    try:
-        ref = parse_uri(path)
-    except StorageError as exc:
-        raise ApiError("ModelArts.4313", f"{what} {path!r} is not valid: {exc}") from None
-    if not ref.key.strip("/"):
-        raise ApiError("ModelArts.4205", f"{what} must be a sub-directory, not a bucket root")
-    return to_api_path(ref)
+def _no_controls(value: str | None, what: str) -> None:
+    if value is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise invalid(f"{what} must not contain control characters")
+
+
+# --- versions and samples (static sub-paths first) ---------------------------------------------
+
+
+@router.post("/{dataset_id}/versions", status_code=status.HTTP_201_CREATED)
+def create_dataset_version(
+    project_id: ProjectId,
+    dataset_id: str,
+    session: SessionDep,
+    store: StoreDep,
+    body: Annotated[CreateVersionRequest | None, Body()] = None,
+) -> dict[str, str]:
+    dataset = service.get_dataset(session, project_id, dataset_id, for_update=True)
+    version = service.create_version(session, store, dataset, body or CreateVersionRequest())
+    session.commit()  # visible before the client hears 201
+    return {"version_id": version.id}
+
+
+@router.get("/{dataset_id}/versions")
+def list_dataset_versions(
+    project_id: ProjectId,
+    dataset_id: str,
+    session: SessionDep,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+    status: Annotated[int | None, Query(ge=0, le=4)] = None,
+    train_evaluate_ratio: Annotated[str | None, Query(max_length=40)] = None,
+    version_format: Annotated[int | None, Query(ge=0, le=2)] = None,
+) -> dict[str, Any]:
+    dataset = service.get_dataset(session, project_id, dataset_id)
+    versions = list(DatasetRepository(session).versions(dataset.id, status=status))
+    bounds = service.ratio_range(train_evaluate_ratio)
+    if bounds is not None:
+        versions = [v for v in versions if bounds[0] <= service.version_ratio(v) <= bounds[1]]
+    if version_format not in (None, 0):
+        versions = []  # every version is Default (0)
+    page = versions[offset : offset + limit]
+    return {"total_number": len(versions), "versions": service.render_versions(session, dataset, page)}
+
+
+@router.get("/{dataset_id}/versions/{version_id}")
+def describe_dataset_version(
+    project_id: ProjectId, dataset_id: str, version_id: str, session: SessionDep
+) -> dict[str, Any]:
+    dataset = service.get_dataset(session, project_id, dataset_id)
+    version = service.get_version(session, dataset, version_id)
+    return service.render_versions(session, dataset, [version])[0]
+
+
+@router.delete(
+    "/{dataset_id}/versions/{version_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+)
+def delete_dataset_version(
+    project_id: ProjectId, dataset_id: str, version_id: str, session: SessionDep
+) -> Response:
+    dataset = service.get_dataset(session, project_id, dataset_id, for_update=True)
+    version = service.get_version(session, dataset, version_id)
+    service.remove_version(session, dataset, version)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{dataset_id}/data-annotations/samples")
+def list_samples(
+    project_id: ProjectId,
+    dataset_id: str,
+    session: SessionDep,
+    store: StoreDep,
+    version_id: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    order: Order = "desc",
+    sample_state: Annotated[str | None, Query(max_length=64)] = None,
+    label_name: Annotated[str | None, Query(max_length=256)] = None,
+    sample_type: Annotated[int, Query(ge=0, le=9)] = 9,
+) -> dict[str, Any]:
+    _no_controls(label_name, "label_name")
+    dataset = service.get_dataset(session, project_id, dataset_id)
+    version = service.get_version(session, dataset, version_id or dataset.current_version_id or "")
+    keep = service.sample_filter(sample_state, label_name)
+    if sample_type not in (0, 9):  # 0 image; 9 (the default) any type; every sample is an image
+        return {"sample_count": 0, "samples": []}
+    return service.list_samples(store, version, offset=offset, limit=limit, order=order, keep=keep)
+
+
+# --- datasets ------------------------------------------------------------------------------------
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_dataset(
     project_id: ProjectId, body: CreateDatasetRequest, session: SessionDep, store: StoreDep
 ) -> dict[str, str]:
-    if body.dataset_type is not None and body.dataset_type not in SUPPORTED_TYPES:
-        raise invalid("dataset_type must be 0 (image classification) or 1 (object detection)")
-    if body.work_path_type != 0 or body.data_sources[0].data_type != 0:
-        raise invalid("only OBS data sources and work paths (type 0) are supported")
-    data_path = _folder(body.data_sources[0].data_path, "data_path")
-    work_path = _folder(body.work_path, "work_path")
-    if not work_path.endswith("/"):
-        work_path += "/"
-    data_dir = data_path if data_path.endswith("/") else data_path.rsplit("/", 1)[0] + "/"
-    if work_path.startswith(data_dir) or data_dir.startswith(work_path):
-        raise ApiError("ModelArts.4364", "work_path must not equal, contain or lie inside the input path")
-    try:
-        dataset, _ = register_dataset(
-            session,
-            store,
-            project_id=project_id,
-            name=body.dataset_name,
-            data_path=data_path,
-            work_path=work_path,
-            dataset_type=body.dataset_type,
-            description=body.description,
-            labels=[label.model_dump() for label in body.labels],
-            import_annotations=body.import_annotations,
-            workspace_id=body.workspace_id,
-        )
-    except ConflictError:
-        raise ApiError("ModelArts.4351", f"Dataset name {body.dataset_name} already exists") from None
-    except EmptyImportError as exc:
-        raise ApiError("ModelArts.4340", str(exc)) from None
-    except ObjectNotFoundError as exc:
-        raise ApiError("ModelArts.4312", f"path does not exist: {exc}") from None
+    dataset = service.create_dataset(session, store, project_id, body)
+    session.commit()  # visible before the client hears 201
     return {"dataset_id": dataset.id}
 
 
-def render_dataset(session: SessionDep, dataset: Dataset) -> dict[str, Any]:
-    """The Dataset object (modelarts-datasets-api.md §3.1)."""
-    paths = dataset_paths(dataset)
-    inner = to_api_path(paths.inner)
-    versions = DatasetRepository(session).versions(dataset.id)
-    current = next((v for v in versions if v.id == dataset.current_version_id), None)
-    return {
-        "dataset_id": dataset.id,
-        "dataset_name": dataset.name,
-        "dataset_type": dataset.dataset_type,
-        "data_format": "Default",
-        "dataset_format": 0,
-        "description": dataset.description,
-        "status": dataset.status,
-        "data_sources": [{"data_type": 0, "data_path": dataset.data_path}],
-        "work_path": dataset.work_path,
-        "work_path_type": 0,
-        "inner_work_path": inner,
-        "inner_annotation_path": inner + "annotation/",
-        "inner_data_path": inner + "data/",
-        "inner_log_path": inner + "logs/",
-        "inner_temp_path": inner + "temp/",
-        "inner_task_path": inner + "task/",
-        "create_time": dataset.create_time,
-        "update_time": dataset.update_time,
-        "current_version_id": dataset.current_version_id,
-        "current_version_name": current.name if current else None,
-        "next_version_num": dataset.next_version_num,
-        "dataset_version_count": len(versions),
-        "total_sample_count": current.total_sample_count if current else 0,
-        "annotated_sample_count": current.annotated_sample_count if current else 0,
-        "labels": dataset.labels,
-        "managed": False,
-        "import_data": False,
-        "workspace_id": dataset.workspace_id,
-    }
+@router.get("")
+def list_datasets(
+    project_id: ProjectId,
+    session: SessionDep,
+    offset: Offset = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    sort_by: Literal["create_time", "dataset_name"] = "create_time",
+    order: Order = "desc",
+    dataset_type: Annotated[int | None, Query(ge=0, le=1000)] = None,
+    search_content: SearchText = None,
+    with_labels: bool = False,
+    contain_versions: bool = False,
+    check_running_task: bool = False,
+) -> dict[str, Any]:
+    _no_controls(search_content, "search_content")
+    total, rows = DatasetRepository(session).list(
+        project_id,
+        offset,
+        limit,
+        sort_by=sort_by,
+        order=order,
+        dataset_type=dataset_type,
+        search=search_content,
+        contain_versions=contain_versions,
+    )
+    items = service.render_datasets(
+        session, rows, with_labels=with_labels, check_running_task=check_running_task
+    )
+    return {"total_number": total, "datasets": items}
 
 
 @router.get("/{dataset_id}")
-def describe_dataset(project_id: ProjectId, dataset_id: str, session: SessionDep) -> dict[str, Any]:
-    try:
-        dataset = DatasetRepository(session).get(project_id, dataset_id)
-    except NotFoundError:
-        raise ApiError("ModelArts.4352", f"Dataset {dataset_id} does not exist") from None
-    return render_dataset(session, dataset)
+def describe_dataset(
+    project_id: ProjectId, dataset_id: str, session: SessionDep, check_running_task: bool = False
+) -> dict[str, Any]:
+    dataset = service.get_dataset(session, project_id, dataset_id)
+    return service.render_datasets(session, [dataset], check_running_task=check_running_task)[0]
+
+
+@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_dataset(project_id: ProjectId, dataset_id: str, session: SessionDep) -> Response:
+    dataset = service.get_dataset(session, project_id, dataset_id, for_update=True)
+    DatasetRepository(session).delete(dataset)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

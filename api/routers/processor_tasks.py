@@ -8,8 +8,13 @@ from fastapi import APIRouter, Query
 
 from api.deps import ContextDep, ProjectId, SessionDep
 from api.errors import ApiError
-from api.schemas.processor_tasks import CreateProcessorTaskRequest, CreateProcessorTaskResponse
+from api.schemas.processor_tasks import (
+    CreateProcessorTaskRequest,
+    CreateProcessorTaskResponse,
+    UpdateProcessorTaskRequest,
+)
 from api.services.processor_tasks import create_task, is_current_map, render_task
+from storage.db.models import ProcessorTask
 from storage.db.repositories import TaskFilter, TaskRepository
 from storage.errors import NotFoundError
 
@@ -20,7 +25,7 @@ router = APIRouter(prefix="/v2/{project_id}/processor-tasks", tags=["processor-t
 def create_processor_task(
     project_id: ProjectId, body: CreateProcessorTaskRequest, session: SessionDep, ctx: ContextDep
 ) -> CreateProcessorTaskResponse:
-    task_id, version_id = create_task(session, project_id, body)
+    task_id, version_id = create_task(session, project_id, body, ctx.settings.max_running_versions)
     session.commit()  # the worker must find the rows: enqueue only after the commit
     if version_id is not None:
         ctx.enqueue(version_id)
@@ -66,10 +71,52 @@ def list_processor_tasks(
     }
 
 
-@router.get("/{task_id}")
-def describe_processor_task(project_id: ProjectId, task_id: str, session: SessionDep) -> dict[str, Any]:
+ITEMS = [
+    {"template_id": "sys_data_cleaning", "label_zh": "数据清洗", "label_en": "data cleaning"},
+    {"template_id": "sys_data_validation", "label_zh": "数据校验", "label_en": "data validation"},
+    {"template_id": "sys_data_selection", "label_zh": "数据选择", "label_en": "data selection"},
+    {"template_id": "sys_data_augmentation", "label_zh": "数据增强", "label_en": "data augmentation"},
+]
+
+
+@router.get("/items")
+def get_processor_task_items(
+    project_id: ProjectId,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> dict[str, Any]:
+    """The algorithm types (declared before ``/{task_id}`` so that ``items`` is not taken for an id)."""
+    return {"total": len(ITEMS), "items": ITEMS[offset : offset + limit]}
+
+
+def _task(session: SessionDep, project_id: str, task_id: str) -> ProcessorTask:
     try:
-        task = TaskRepository(session).get(project_id, task_id)
+        return TaskRepository(session).get(project_id, task_id)
     except NotFoundError:
         raise ApiError("ModelArts.4612", f"Task {task_id} does not exist") from None
+
+
+@router.put("/{task_id}")
+def update_processor_task(
+    project_id: ProjectId, task_id: str, body: UpdateProcessorTaskRequest, session: SessionDep
+) -> dict[str, Any]:
+    _task(session, project_id, task_id).description = body.description
+    return {}
+
+
+@router.delete("/{task_id}")
+def delete_processor_task(project_id: ProjectId, task_id: str, session: SessionDep) -> dict[str, Any]:
+    """Delete a task, its versions and result records (stored outputs stay); running versions stop."""
+    task = _task(session, project_id, task_id)
+    repo = TaskRepository(session)
+    for version in repo.versions(task.id):
+        if version.status in (0, 1):
+            repo.request_stop(version.id)
+    repo.delete_task(task)
+    return {}
+
+
+@router.get("/{task_id}")
+def describe_processor_task(project_id: ProjectId, task_id: str, session: SessionDep) -> dict[str, Any]:
+    task = _task(session, project_id, task_id)
     return render_task(session, task, is_current=is_current_map(session, [task])[task.id])

@@ -25,8 +25,8 @@ TemplateId = Literal[
 
 
 class _Body(BaseModel):
-    # Clients written for ModelArts send fields we do not use; they are accepted and ignored.
-    model_config = ConfigDict(extra="ignore")
+    # Unknown fields are refused with a 400 naming them (a typo must not be silently ignored).
+    model_config = ConfigDict(extra="forbid")
 
 
 class ProcessorDataSource(_Body):
@@ -69,6 +69,24 @@ class CreateProcessorTaskRequest(_Body):
     work_path: WorkPath | None = None
     description: Description = ""
     workspace_id: str = "0"
+
+
+class CreateTaskVersionRequest(_Body):
+    """CreateProcessorTaskVersion: the task's fields again; omitted ones are taken from the task."""
+
+    name: TaskName
+    template: TemplateParam | None = None
+    create_version: bool = True
+    data_source: ProcessorDataSource | None = None
+    inputs: list[ProcessorDataSource] | None = Field(default=None, max_length=20)
+    version_id: str | None = Field(default=None, max_length=64)
+    work_path: WorkPath | None = None
+    description: Description = ""
+    workspace_id: str = "0"
+
+
+class UpdateProcessorTaskRequest(_Body):
+    description: Description = ""
 
 
 class CreateProcessorTaskResponse(BaseModel):

@@ -8,7 +8,13 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
 from api.errors import ApiError, invalid
-from api.schemas.processor_tasks import CreateProcessorTaskRequest, ProcessorDataSource, WorkPath
+from api.schemas.processor_tasks import (
+    CreateProcessorTaskRequest,
+    CreateTaskVersionRequest,
+    ProcessorDataSource,
+    TemplateParam,
+    WorkPath,
+)
 from operators import registry
 from operators.errors import InvalidParamsError, UnknownOperatorError
 from storage.db.models import ProcessorTask, TaskVersion
@@ -19,10 +25,10 @@ from storage.uris import parse_uri
 ANALYSE = "sys_data_analyse"
 
 
-def _validate_operators(body: CreateProcessorTaskRequest) -> list[dict[str, Any]]:
+def _validate_operators(template_param: TemplateParam) -> list[dict[str, Any]]:
     """Each operator must exist, belong to the template and accept its params; returns the list."""
-    template_id = body.template.id
-    ops = body.template.operator_params
+    template_id = template_param.id
+    ops = template_param.operator_params
     if not ops:
         if template_id != ANALYSE:
             raise invalid(f"template {template_id} needs at least one operator in operator_params")
@@ -119,8 +125,13 @@ def _resolve_work_path(
     return out
 
 
+def check_running_limit(session: Session, project_id: str, max_running: int) -> None:
+    if TaskRepository(session).running_count(project_id) >= max_running:
+        raise ApiError("ModelArts.4409", f"too many running tasks: at most {max_running} per project")
+
+
 def create_task(
-    session: Session, project_id: str, body: CreateProcessorTaskRequest
+    session: Session, project_id: str, body: CreateProcessorTaskRequest, max_running: int = 10**9
 ) -> tuple[str, str | None]:
     """Store a task (and its first version when it should start now); returns (task_id, version_id)."""
     if body.inputs is not None and body.data_source is not None:
@@ -129,7 +140,7 @@ def create_task(
     if not sources:
         raise invalid("one of inputs or data_source is required")
     template_id = body.template.id
-    operator_params = _validate_operators(body)
+    operator_params = _validate_operators(body.template)
     inputs = [_resolve_input(session, project_id, src, body.version_id) for src in sources]
     work_path = _resolve_work_path(session, project_id, body.work_path, template_id)
     if template_id == ANALYSE and inputs[0]["type"] not in ("DATASET", "OBS"):
@@ -159,13 +170,16 @@ def create_task(
         workspace_id=body.workspace_id,
     )
     repo = TaskRepository(session)
+    starts_now = body.create_version or template_id == ANALYSE
+    if starts_now:
+        check_running_limit(session, project_id, max_running)
     try:
         repo.add(task)
     except ConflictError:
         raise ApiError("ModelArts.4709", f"Data preprocessing task {body.name} already exists") from None
     version_id = None
     # Feature analysis has no user-visible versions in ModelArts; it runs as one internal version.
-    if body.create_version or template_id == ANALYSE:
+    if starts_now:
         version = repo.add_version(
             task,
             TaskVersion(
@@ -236,4 +250,81 @@ def render_task(
         out["error_msg"] = task.error_msg
     if return_result and task.status == COMPLETED and task.result is not None:
         out["result"] = task.result
+    return out
+
+
+def create_version(
+    session: Session, project_id: str, task: ProcessorTask, body: CreateTaskVersionRequest, max_running: int
+) -> str:
+    """A new version of ``task``; fields left out of ``body`` are the task's."""
+    if body.inputs is not None and body.data_source is not None:
+        raise ApiError("ModelArts.0107", "invalid values of (inputs, data_source): give only one of them")
+    if body.template is not None and body.template.id != task.template_id:
+        raise invalid(f"a version of a {task.template_id} task cannot use template {body.template.id}")
+    template = task.template
+    if body.template is not None:
+        template = {"id": task.template_id, "operator_params": _validate_operators(body.template)}
+    sources = body.inputs if body.inputs is not None else ([body.data_source] if body.data_source else None)
+    if sources is None:
+        inputs = task.inputs
+    else:
+        inputs = [_resolve_input(session, project_id, src, body.version_id) for src in sources]
+    if body.work_path is not None:
+        work_path = _resolve_work_path(session, project_id, body.work_path, task.template_id)
+    else:
+        work_path = task.work_path
+        if (
+            work_path
+            and work_path.get("type") == "DATASET"
+            and DatasetRepository(session).version_name_exists(
+                work_path["path"], work_path.get("version_name", "")
+            )
+        ):
+            raise ApiError(
+                "ModelArts.4371",
+                f"Dataset version {work_path.get('version_name')} already exists; send a new "
+                "work_path.version_name",
+            )
+    check_running_limit(session, project_id, max_running)
+    repo = TaskRepository(session)
+    version = repo.add_version(
+        task,
+        TaskVersion(
+            version_name=repo.next_version_name(task.id),
+            template=template,
+            inputs=inputs,
+            work_path=work_path,
+            description=body.description,
+        ),
+    )
+    task.status = 0
+    task.error_msg = None
+    return version.id
+
+
+def render_version(version: TaskVersion) -> dict[str, Any]:
+    """DescTaskVersionResp (reference §1.6); counters only once the version has finished."""
+    out: dict[str, Any] = {
+        "task_version_id": version.id,
+        "task_id": version.task_id,
+        "version_name": version.version_name,
+        "description": version.description,
+        "status": version.status,
+        "create_time": version.create_time,
+        "update_time": version.update_time,
+        "duration_seconds": version.duration_seconds,
+        "inputs": version.inputs,
+        "template": version.template,
+        "processed_sample_count": version.progress,
+    }
+    if version.work_path is not None:
+        work_path = dict(version.work_path)
+        if version.output_path:
+            work_path["output_path"] = version.output_path
+        out["work_path"] = work_path
+    if version.status == FAILED and version.error_msg:
+        out["error_msg"] = version.error_msg
+    if version.status == COMPLETED:
+        for key in ("origin", "add", "modified", "unmodified", "deleted"):
+            out[f"{key}_sample_count"] = getattr(version, f"{key}_sample_count") or 0
     return out

@@ -59,6 +59,15 @@ class DatasetVersion(Base):
     processor_task_id: Mapped[str | None] = mapped_column(String(19), nullable=True)
     create_time: Mapped[int] = mapped_column(BigInteger, default=now_ms)
     update_time: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+    # Creation order within the dataset: breaks create_time ties (two versions in one millisecond).
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    previous_total_sample_count: Mapped[int] = mapped_column(Integer, default=0)
+    previous_annotated_sample_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The publish options, echoed by the version object (modelarts-datasets-api.md §4.1).
+    train_evaluate_sample_ratio: Mapped[str] = mapped_column(String(16), default="1.00")
+    remove_sample_usage: Mapped[bool] = mapped_column(default=True)
+    clear_hard_property: Mapped[bool] = mapped_column(default=True)
+    label_type: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions")
 

@@ -27,6 +27,8 @@ class Claim:
 
 
 class DatasetRepository:
+    """Datasets and their versions; every dataset read is scoped to a project."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -38,24 +40,66 @@ class DatasetRepository:
             raise ConflictError(f"dataset name {dataset.name!r} already exists") from exc
         return dataset
 
-    def get(self, project_id: str, dataset_id: str) -> Dataset:
-        row = self.session.scalar(
-            select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
-        )
+    def get(self, project_id: str, dataset_id: str, *, for_update: bool = False) -> Dataset:
+        """The dataset, if it belongs to ``project_id``; ``for_update`` locks its row (PostgreSQL)
+        so that publishes and deletes of one dataset's versions run one at a time."""
+        query = select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.scalar(query)
         if row is None:
             raise NotFoundError(f"dataset {dataset_id} does not exist")
         return row
 
-    def list(self, project_id: str, offset: int = 0, limit: int = 10) -> tuple[int, Sequence[Dataset]]:
-        where = Dataset.project_id == project_id
-        total = self.session.scalar(select(func.count()).select_from(Dataset).where(where)) or 0
+    def list(
+        self,
+        project_id: str,
+        offset: int = 0,
+        limit: int = 10,
+        *,
+        sort_by: str = "create_time",
+        order: str = "desc",
+        dataset_type: int | None = None,
+        search: str | None = None,
+        contain_versions: bool = False,
+    ) -> tuple[int, Sequence[Dataset]]:
+        """(total matching, one page); ``search`` is a case-insensitive substring of the name."""
+        conds: list[Any] = [Dataset.project_id == project_id]
+        if dataset_type is not None:
+            conds.append(Dataset.dataset_type == dataset_type)
+        if search:
+            # LIKE wildcards in the search text match literally.
+            pattern = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(func.lower(Dataset.name).like(f"%{pattern}%", escape="\\"))
+        if contain_versions:
+            conds.append(exists().where(DatasetVersion.dataset_id == Dataset.id))
+        total = self.session.scalar(select(func.count()).select_from(Dataset).where(*conds)) or 0
+        direction = asc if order == "asc" else desc
+        column = Dataset.name if sort_by == "dataset_name" else Dataset.create_time
         rows = self.session.scalars(
-            select(Dataset).where(where).order_by(desc(Dataset.create_time)).offset(offset).limit(limit)
+            select(Dataset)
+            .where(*conds)
+            .order_by(direction(column), direction(Dataset.id))
+            .offset(offset)
+            .limit(limit)
         ).all()
         return total, rows
 
+    def delete(self, dataset: Dataset) -> None:
+        """Remove the dataset and its version records (the stored manifests are not touched)."""
+        self.session.execute(delete(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id))
+        self.session.delete(dataset)
+        self.session.flush()
+
     def add_version(self, dataset: Dataset, version: DatasetVersion, make_current: bool = True) -> None:
+        """Insert ``version`` (name unique per dataset, else ``ConflictError``) after the newest one."""
         version.dataset_id = dataset.id
+        last_seq = self.session.scalar(
+            select(func.max(DatasetVersion.seq)).where(DatasetVersion.dataset_id == dataset.id)
+        )
+        version.seq = (last_seq or 0) + 1
+        if self.version_name_exists(dataset.id, version.name):
+            raise ConflictError(f"dataset version {version.name!r} already exists")
         self.session.add(version)
         try:
             self.session.flush()
@@ -64,6 +108,7 @@ class DatasetRepository:
         if make_current:
             dataset.current_version_id = version.id
         dataset.next_version_num = max(dataset.next_version_num, _version_number(version.name) + 1)
+        self.session.flush()
 
     def get_version(self, dataset_id: str, version_id: str) -> DatasetVersion:
         row = self.session.scalar(
@@ -85,17 +130,64 @@ class DatasetRepository:
             is not None
         )
 
-    def versions(self, dataset_id: str) -> Sequence[DatasetVersion]:
+    def versions(self, dataset_id: str, status: int | None = None) -> Sequence[DatasetVersion]:
+        """The dataset's versions, newest first (optionally only those in ``status``)."""
+        conds: list[Any] = [DatasetVersion.dataset_id == dataset_id]
+        if status is not None:
+            conds.append(DatasetVersion.status == status)
         return self.session.scalars(
             select(DatasetVersion)
-            .where(DatasetVersion.dataset_id == dataset_id)
-            .order_by(desc(DatasetVersion.create_time))
+            .where(*conds)
+            .order_by(desc(DatasetVersion.create_time), desc(DatasetVersion.seq))
         ).all()
+
+    def delete_version(self, dataset: Dataset, version: DatasetVersion) -> DatasetVersion | None:
+        """Remove a version record; if it was current, the newest remaining one becomes current
+        (returned). The stored manifest is not touched."""
+        self.session.delete(version)
+        self.session.flush()
+        if dataset.current_version_id != version.id:
+            return None
+        remaining = self.versions(dataset.id)
+        dataset.current_version_id = remaining[0].id if remaining else None
+        self.session.flush()
+        return remaining[0] if remaining else None
+
+    def version_counts(self, dataset_ids: Iterable[str]) -> dict[str, int]:
+        """Number of versions per dataset id (ids without versions are absent)."""
+        ids = list(dataset_ids)
+        if not ids:
+            return {}
+        rows = self.session.execute(
+            select(DatasetVersion.dataset_id, func.count())
+            .where(DatasetVersion.dataset_id.in_(ids))
+            .group_by(DatasetVersion.dataset_id)
+        ).all()
+        return {dataset_id: count for dataset_id, count in rows}
+
+    def versions_by_id(self, version_ids: Iterable[str]) -> dict[str, DatasetVersion]:
+        ids = list(version_ids)
+        if not ids:
+            return {}
+        rows = self.session.scalars(select(DatasetVersion).where(DatasetVersion.id.in_(ids))).all()
+        return {row.id: row for row in rows}
+
+    def task_statuses(self, task_ids: Iterable[str]) -> dict[str, int]:
+        """Status of the processor tasks linked from versions (deleted tasks are absent)."""
+        ids = list(task_ids)
+        if not ids:
+            return {}
+        rows = self.session.execute(
+            select(ProcessorTask.id, ProcessorTask.status).where(ProcessorTask.id.in_(ids))
+        ).all()
+        return {task_id: status for task_id, status in rows}
 
 
 def _version_number(name: str) -> int:
-    digits = "".join(ch for ch in name if ch.isdigit())
-    return int(digits) if digits else 0
+    """The number in a default-style name (``V004`` → 4, ``V0011`` → 11); 0 for custom names."""
+    digits = name[1:]
+    is_default_style = name.startswith("V") and digits.isascii() and digits.isdigit() and len(digits) <= 9
+    return int(digits) if is_default_style else 0
 
 
 @dataclass(frozen=True)
@@ -195,10 +287,9 @@ class TaskRepository:
         return version
 
     def next_version_name(self, task_id: str) -> str:
-        count = self.session.scalar(
-            select(func.count()).select_from(TaskVersion).where(TaskVersion.task_id == task_id)
-        )
-        return f"V{(count or 0) + 1:04d}"
+        """``V0001``, ``V0002``…: one past the highest number used, so deleted names are not reused."""
+        names = self.session.scalars(select(TaskVersion.version_name).where(TaskVersion.task_id == task_id))
+        return f"V{max((_version_number(n) for n in names), default=0) + 1:04d}"
 
     def versions(self, task_id: str, order: str = "desc") -> Sequence[TaskVersion]:
         direction = desc if order == "desc" else asc
@@ -255,7 +346,7 @@ class TaskRepository:
         if row is None:
             return Claim("missing", 0)
         if result.rowcount == 1:
-            self._mirror(row.task_id, status=RUNNING)
+            self._mirror(row.task_id, status=RUNNING, only_for=version_id)
             return Claim("claimed", row.deliveries)
         return Claim("busy" if row.status == RUNNING else "done", row.deliveries)
 
@@ -275,9 +366,61 @@ class TaskRepository:
         )
 
     def stop_requested(self, version_id: str) -> bool:
-        return bool(
-            self.session.scalar(select(TaskVersion.stop_requested).where(TaskVersion.id == version_id))
+        """True when a stop was asked for, or the version was deleted under the worker."""
+        flag = self.session.scalar(select(TaskVersion.stop_requested).where(TaskVersion.id == version_id))
+        return flag is None or bool(flag)
+
+    def request_stop(self, version_id: str) -> int:
+        """Ask a version to stop: a queued one ends STOPPED now, a running one at its next batch."""
+        now = now_ms()
+        self.session.execute(
+            update(TaskVersion)
+            .where(TaskVersion.id == version_id, TaskVersion.status.in_((INIT, RUNNING)))
+            .values(stop_requested=True, update_time=now)
         )
+        version = self.get_version(version_id)
+        if version.status == INIT:
+            self.finish(version_id, STOPPED)
+            self.session.refresh(version)
+        return version.status
+
+    def running_count(self, project_id: str) -> int:
+        """Versions queued or running in a project (the concurrency cap, ModelArts.4409)."""
+        return (
+            self.session.scalar(
+                select(func.count())
+                .select_from(TaskVersion)
+                .join(ProcessorTask, ProcessorTask.id == TaskVersion.task_id)
+                .where(ProcessorTask.project_id == project_id, TaskVersion.status.in_((INIT, RUNNING)))
+            )
+            or 0
+        )
+
+    def delete_version(self, version: TaskVersion) -> None:
+        """Remove a version and its result records; the task then mirrors its newest remaining version."""
+        task_id = version.task_id
+        self.session.execute(delete(SampleResult).where(SampleResult.task_version_id == version.id))
+        self.session.delete(version)
+        self.session.flush()
+        newest = self.session.scalar(
+            select(TaskVersion).where(TaskVersion.task_id == task_id).order_by(desc(TaskVersion.create_time))
+        )
+        if newest is None:
+            self._mirror(task_id, status=INIT, error_msg=None, duration_seconds=0)
+        else:
+            self._mirror(
+                task_id,
+                status=newest.status,
+                error_msg=newest.error_msg,
+                duration_seconds=newest.duration_seconds,
+            )
+
+    def delete_task(self, task: ProcessorTask) -> None:
+        for version in list(self.versions(task.id)):
+            self.session.execute(delete(SampleResult).where(SampleResult.task_version_id == version.id))
+            self.session.delete(version)
+        self.session.delete(task)
+        self.session.flush()
 
     def finish(
         self,
@@ -291,7 +434,9 @@ class TaskRepository:
     ) -> bool:
         """Terminal state + counters in one statement, only from RUNNING (so a finish happens once)."""
         assert status in TERMINAL
-        version = self.get_version(version_id)
+        version = self.session.get(TaskVersion, version_id)
+        if version is None:
+            return False  # deleted while it ran
         now = now_ms()
         started = version.started_at or now
         values: dict[str, Any] = {
@@ -315,6 +460,7 @@ class TaskRepository:
             return False
         self._mirror(
             version.task_id,
+            only_for=version_id,
             status=status,
             error_msg=error_msg,
             result=result,
@@ -322,8 +468,17 @@ class TaskRepository:
         )
         return True
 
-    def _mirror(self, task_id: str, **values: Any) -> None:
-        """A task mirrors its newest version's state."""
+    def _mirror(self, task_id: str, only_for: str | None = None, **values: Any) -> None:
+        """A task mirrors its newest version's state (``only_for``: only if that version is the newest)."""
+        if only_for is not None:
+            newest = self.session.scalar(
+                select(TaskVersion.id)
+                .where(TaskVersion.task_id == task_id)
+                .order_by(desc(TaskVersion.create_time), desc(TaskVersion.version_name))
+                .limit(1)
+            )
+            if newest != only_for:
+                return
         values["update_time"] = now_ms()
         self.session.execute(update(ProcessorTask).where(ProcessorTask.id == task_id).values(**values))
 

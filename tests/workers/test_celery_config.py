@@ -10,8 +10,9 @@ from workers.celery_app import QUEUE, TASK_NAME, make_celery
 
 
 def test_reliability_settings() -> None:
-    app = make_celery(Settings(broker_url="redis://127.0.0.1:6379/9", task_time_limit_s=600,
-                               visibility_timeout_s=900))
+    app = make_celery(
+        Settings(broker_url="redis://127.0.0.1:6379/9", task_time_limit_s=600, visibility_timeout_s=900)
+    )
     conf = app.conf
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True

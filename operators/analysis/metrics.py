@@ -1,0 +1,270 @@
+"""Per-image feature metrics and issue scores: pure numpy/OpenCV functions.
+
+Three layers, kept apart so that thresholds change without re-measuring (the cleanvision
+``image_property`` pattern): raw values (``measure_pixels``) → scores in [0, 1], higher = worse
+(``issue_scores``) → verdicts against thresholds (``issue_verdicts``).
+
+All pixel metrics work on the ≤ ``ANALYSIS_SIDE`` px copy the decoder produces, so they cost the same
+for a 640 px and a 6000 px photo, and the clarity score does not depend on the file's resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+ANALYSIS_SIDE = 512
+"""Longest side (px) of the copy that pixel metrics are measured on."""
+
+REBLUR_SIGMA = 1.0
+"""σ (px, at analysis size) of the Gaussian whose removed gradient energy defines clarity."""
+
+CLIP_LEVEL = 250
+"""A pixel whose brightest channel reaches this value counts as clipped (blown highlight)."""
+
+METRICS: tuple[str, ...] = ("resolution", "aspect_ratio", "brightness", "saturation", "blurriness", "colorfulness")
+"""Metric keys accepted in ``op_list``, in result order."""
+
+ISSUES: tuple[str, ...] = ("dark", "over_exposed", "blurry")
+
+# Auxiliary raw values the issue scores need; measured with the metric that owns them.
+LUMA_P50 = "luma_p50"
+LUMA_P95 = "luma_p95"
+CLIPPED_FRACTION = "clipped_fraction"
+
+_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- raw values
+
+
+def resolution(width: int, height: int) -> float:
+    """Image area in pixels (the ModelArts "Resolution" feature), from the full-size header."""
+    return float(width) * float(height)
+
+
+def aspect_ratio(width: int, height: int) -> float:
+    """Width divided by height of the full-size image (1.0 square, > 1 landscape)."""
+    return float(width) / float(height)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma (0.299 R + 0.587 G + 0.114 B) as uint8, the perceived-brightness channel."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def luma_histogram(grey: np.ndarray) -> np.ndarray:
+    """256-bin histogram of a uint8 image (percentiles from counts, no sorting)."""
+    return cv2.calcHist([grey], [0], None, [256], [0, 256]).ravel()
+
+
+def histogram_mean(hist: np.ndarray) -> float:
+    """Mean level of a 256-bin histogram, scaled to 0–1."""
+    total = float(hist.sum())
+    if total <= 0:
+        return 0.0
+    return float(np.dot(hist, np.arange(256, dtype=np.float64)) / total / 255.0)
+
+
+def histogram_percentile(hist: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (0–100) level of a 256-bin histogram, scaled to 0–1 (lower level)."""
+    cumulative = np.cumsum(hist, dtype=np.float64)
+    total = cumulative[-1]
+    if total <= 0:
+        return 0.0
+    level = int(np.searchsorted(cumulative, total * q / 100.0, side="left"))
+    return min(level, 255) / 255.0
+
+
+def brightness(rgb: np.ndarray) -> float:
+    """Mean BT.601 luma in 0–1 (0 black, 1 white)."""
+    return histogram_mean(luma_histogram(luma(rgb)))
+
+
+def saturation(rgb: np.ndarray) -> float:
+    """Mean HSV saturation (max − min) / max in 0–1; 0 for grey images."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
+    return float(cv2.mean(hsv[..., 1])[0]) / 255.0
+
+
+def colorfulness(rgb: np.ndarray) -> float:
+    """Hasler–Süsstrunk colourfulness on the 0–255 scale.
+
+    rg = R − G, yb = (R + G)/2 − B; M = √(σ_rg² + σ_yb²) + 0.3·√(μ_rg² + μ_yb²). 0 for grey
+    images; their paper calls ≈ 33 "moderately", ≈ 59 "quite" and ≥ 109 "extremely" colourful.
+    """
+    pixels = np.ascontiguousarray(rgb)
+    red, green, blue = cv2.split(pixels)
+    rg = cv2.subtract(red, green, dtype=cv2.CV_16S)
+    yb2 = cv2.subtract(cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S), dtype=cv2.CV_16S)
+    mean_rg, std_rg = cv2.meanStdDev(rg)
+    mean_yb2, std_yb2 = cv2.meanStdDev(yb2)  # 2·yb keeps integers exact; halve below
+    sigma = float(np.hypot(std_rg[0, 0], std_yb2[0, 0] / 2.0))
+    mu = float(np.hypot(mean_rg[0, 0], mean_yb2[0, 0] / 2.0))
+    return sigma + 0.3 * mu
+
+
+def clipped_fraction(rgb: np.ndarray) -> float:
+    """Fraction of pixels whose brightest channel is ≥ ``CLIP_LEVEL`` (blown highlights)."""
+    hsv_value = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)[..., 2]
+    return _fraction_at_least(hsv_value, CLIP_LEVEL)
+
+
+def to_analysis_size(image: np.ndarray, side: int = ANALYSIS_SIDE) -> np.ndarray:
+    """Downscale (bilinear) so the longest side is ≤ ``side``; smaller images are left alone."""
+    height, width = image.shape[:2]
+    if max(height, width) <= side:
+        return image
+    ratio = side / max(height, width)
+    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+
+
+def clarity(grey: np.ndarray, sigma: float = REBLUR_SIGMA) -> float:
+    """Re-blur sharpness in 0–1, higher = sharper.
+
+    The share of Sobel gradient energy that a Gaussian blur of ``sigma`` px removes from the grey
+    image at ≤ ``ANALYSIS_SIDE`` px: a sharp image has much of its energy in fine detail and loses
+    it, an already blurred one has little left to lose. Being a ratio, it ignores contrast and
+    exposure; measured at a fixed analysis size, it does not depend on the file's resolution
+    (unlike the variance of the Laplacian). A flat image (no gradient at all) scores 0.
+    """
+    small = to_analysis_size(grey)
+    if min(small.shape[:2]) < 3:
+        return 0.0
+    plane = small.astype(np.float32)
+    energy = _gradient_energy(plane)
+    if energy <= 1e-3 * plane.size:  # below quantisation noise: no detail to judge
+        return 0.0
+    reblurred = cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    ratio = 1.0 - _gradient_energy(reblurred) / energy
+    return float(min(1.0, max(0.0, ratio)))
+
+
+def _gradient_energy(plane: np.ndarray) -> float:
+    gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+    return float(cv2.norm(gx, cv2.NORM_L2SQR) + cv2.norm(gy, cv2.NORM_L2SQR))
+
+
+def _fraction_at_least(plane: np.ndarray, level: int) -> float:
+    if plane.size == 0:
+        return 0.0
+    return float(np.count_nonzero(plane >= level)) / plane.size
+
+
+def _colour_sample(rgb: np.ndarray) -> np.ndarray:
+    """Every other pixel in each direction: colour statistics need pixels, not resolution."""
+    if min(rgb.shape[:2]) < 64:
+        return np.ascontiguousarray(rgb)
+    return np.ascontiguousarray(rgb[::2, ::2])
+
+
+def measure_pixels(
+    rgb: np.ndarray, width: int, height: int, metrics: Iterable[str] = METRICS
+) -> dict[str, float]:
+    """Raw values of the selected ``metrics`` for one image, plus the inputs of their issue scores.
+
+    ``rgb`` is the HxWx3 uint8 analysis copy (≤ ``ANALYSIS_SIDE`` px); ``width``/``height`` the
+    full-size dimensions. ``brightness`` brings ``luma_p50``/``luma_p95``/``clipped_fraction``
+    (the dark and over-exposed inputs); ``blurriness`` is itself the blurry input. Saturation,
+    colourfulness and the clipped fraction use every other pixel in each direction.
+    """
+    wanted = set(metrics)
+    unknown = wanted - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metrics {sorted(unknown)}; valid: {', '.join(METRICS)}")
+    values: dict[str, float] = {}
+    if "resolution" in wanted:
+        values["resolution"] = resolution(width, height)
+    if "aspect_ratio" in wanted:
+        values["aspect_ratio"] = aspect_ratio(width, height)
+    pixel_metrics = wanted & {"brightness", "saturation", "blurriness", "colorfulness"}
+    if not pixel_metrics:
+        return values
+    rgb = to_analysis_size(rgb)
+    if wanted & {"brightness", "blurriness"}:
+        grey = luma(rgb)
+        if "brightness" in wanted:
+            hist = luma_histogram(grey)
+            values["brightness"] = histogram_mean(hist)
+            values[LUMA_P50] = histogram_percentile(hist, 50)
+            values[LUMA_P95] = histogram_percentile(hist, 95)
+        if "blurriness" in wanted:
+            values["blurriness"] = clarity(grey)
+    if wanted & {"brightness", "saturation", "colorfulness"}:
+        sample = _colour_sample(rgb)
+        if wanted & {"brightness", "saturation"}:
+            hsv = cv2.cvtColor(sample, cv2.COLOR_RGB2HSV)
+            if "saturation" in wanted:
+                values["saturation"] = float(cv2.mean(hsv[..., 1])[0]) / 255.0
+            if "brightness" in wanted:
+                values[CLIPPED_FRACTION] = _fraction_at_least(hsv[..., 2], CLIP_LEVEL)
+        if "colorfulness" in wanted:
+            values["colorfulness"] = colorfulness(sample)
+    return {key: float(value) for key, value in values.items()}
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _ramp(value: float, zero_at: float, one_at: float) -> float:
+    """Linear 0→1 between ``zero_at`` and ``one_at`` (either direction), clamped."""
+    t = (value - zero_at) / (one_at - zero_at)
+    return float(min(1.0, max(0.0, t)))
+
+
+def dark_score(luma_p95: float) -> float:
+    """0–1, 1 = dark: even the brightest 5 % of pixels are dim. 0.5 ⇔ 95th-percentile luma 0.30."""
+    return _ramp(luma_p95, 0.45, 0.15)
+
+
+def over_exposed_score(luma_p50: float, clipped: float) -> float:
+    """0–1, 1 = over-exposed: a bright image (median luma) with blown highlights (clipped share).
+
+    Geometric mean of ramp(median luma 0.45 → 0.75) and ramp(clipped share 0 → 0.40); both are needed,
+    so light but unclipped scenes (pale wood, fog) and small specular highlights do not count.
+    """
+    bright = _ramp(luma_p50, 0.45, 0.75)
+    blown = _ramp(clipped, 0.0, 0.40)
+    return float(np.sqrt(bright * blown))
+
+
+def blurry_score(clarity_value: float) -> float:
+    """0–1, 1 = blurry. 0.5 ⇔ clarity 0.25 (σ = 1 px re-blur removes only a quarter of the energy)."""
+    return _ramp(clarity_value, 0.40, 0.10)
+
+
+@dataclass(frozen=True)
+class IssueThresholds:
+    """A sample has an issue when its score is ≥ the threshold."""
+
+    dark: float = 0.5
+    over_exposed: float = 0.5
+    blurry: float = 0.5
+
+    def for_issue(self, issue: str) -> float:
+        return float(getattr(self, issue))
+
+
+DEFAULT_THRESHOLDS = IssueThresholds()
+
+
+def issue_scores(raw: Mapping[str, float]) -> dict[str, float]:
+    """Scores for every issue whose raw inputs are present in ``raw``."""
+    scores: dict[str, float] = {}
+    if LUMA_P95 in raw:
+        scores["dark"] = dark_score(raw[LUMA_P95])
+    if LUMA_P50 in raw and CLIPPED_FRACTION in raw:
+        scores["over_exposed"] = over_exposed_score(raw[LUMA_P50], raw[CLIPPED_FRACTION])
+    if "blurriness" in raw:
+        scores["blurry"] = blurry_score(raw["blurriness"])
+    return scores
+
+
+def issue_verdicts(scores: Mapping[str, float], thresholds: IssueThresholds = DEFAULT_THRESHOLDS) -> list[str]:
+    """The issues (in ``ISSUES`` order) whose score reaches its threshold."""
+    return [issue for issue in ISSUES if issue in scores and scores[issue] >= thresholds.for_issue(issue)]

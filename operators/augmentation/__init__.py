@@ -1,0 +1,1 @@
+"""Operators of the sys_data_augmentation template (see docs/operators.md)."""

@@ -1,0 +1,58 @@
+"""The two kinds of processing operator and the environment the worker hands them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from operators.registry import Operator
+from operators.sample import Outcome, Sample, Verdict
+
+
+@dataclass
+class OperatorEnv:
+    """What an operator may ask of the outside world, without importing storage.
+
+    ``read_bytes`` takes an object URI (``obs://``, ``s3://``, ``/bucket/key``) or, for checkpoints,
+    a local file path. ``list_images`` yields the decoded images of a folder (exemplars).
+    """
+
+    device: str = "cpu"
+    seed: int = 0
+    batch_size: int = 32
+    sample_count: int | None = None
+    cache_dir: Path | None = None
+    read_bytes: Callable[[str], bytes] | None = None
+    list_images: Callable[[str], Iterator[Sample]] | None = None
+
+
+class SampleOperator(Operator):
+    """Transforms one sample at a time (validation, augmentation); must be deterministic given ``rng``."""
+
+    def begin(self, env: OperatorEnv) -> None:
+        """Called once per run before the first sample."""
+
+    def apply(self, sample: Sample, rng: np.random.Generator) -> Outcome:
+        raise NotImplementedError
+
+
+class SelectionOperator(Operator):
+    """Keeps or drops samples by looking at all of them (dedup, cleaning, de-redundancy).
+
+    The worker calls ``begin``, then ``observe`` for every batch of (already pre-processed) samples,
+    then ``decide`` once; it never holds more than a batch of images in memory, so an operator that
+    needs global state keeps compact features, not pixels.
+    """
+
+    def begin(self, env: OperatorEnv) -> None:
+        self.env = env
+
+    def observe(self, batch: list[Sample]) -> None:
+        raise NotImplementedError
+
+    def decide(self) -> dict[str, Verdict]:
+        """Verdicts keyed by ``sample_id``; a sample without a verdict is kept."""
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Operators of the sys_data_selection template (see docs/operators.md)."""

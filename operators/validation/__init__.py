@@ -1,0 +1,1 @@
+"""Operators of the sys_data_validation template (see docs/operators.md)."""
