@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
+from api.auth import RateLimiter, authorize
 from api.context import ApiContext
 from api.errors import envelope, install_error_handlers
 from api.routers import datasets, health, objects, processor_tasks, task_versions
@@ -28,9 +29,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         response = await call_next(request)
         return response
 
+    app.state.rate_limiter = RateLimiter(ctx.settings.rate_limit_per_minute)
+    secured = [Depends(authorize)]
     app.include_router(health.router)
-    app.include_router(processor_tasks.router)
-    app.include_router(task_versions.router)
-    app.include_router(objects.router)
-    app.include_router(datasets.router)
+    app.include_router(processor_tasks.router, dependencies=secured)
+    app.include_router(task_versions.router, dependencies=secured)
+    app.include_router(datasets.router, dependencies=secured)
+    app.include_router(objects.router)  # signed URLs carry their own proof
     return app

@@ -24,6 +24,7 @@ class ApiContext:
     store: ObjectStore
     enqueue: Enqueue
     broker_ping: Callable[[], None]
+    auth_required: bool = True
     _fallback_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
     @property

@@ -15,19 +15,20 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """Root of the api package's errors: a ModelArts code, a client-safe message and an HTTP status."""
 
-    def __init__(self, code: str, msg: str, status: int = 400) -> None:
+    def __init__(self, code: str, msg: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(msg)
         self.code = code
         self.msg = msg
         self.status = status
+        self.headers = headers
 
 
 def invalid(msg: str) -> ApiError:
     return ApiError("ModelArts.0101", msg)
 
 
-def envelope(code: str, msg: str, status: int) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error_code": code, "error_msg": msg})
+def envelope(code: str, msg: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error_code": code, "error_msg": msg}, headers=headers)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
@@ -47,7 +48,7 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return envelope(exc.code, exc.msg, exc.status)
+        return envelope(exc.code, exc.msg, exc.status, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -100,7 +100,9 @@ def main() -> None:
         data = Path(tmp) / "embedded"
         port = free_port()
         with dsproc_process(
-            ["serve", "--port", str(port), "--data-dir", str(data)], {}, "bench-embedded"
+            ["serve", "--port", str(port), "--data-dir", str(data), "--insecure-no-auth"],
+            {},
+            "bench-embedded",
         ) as p:
             wait_http_ready(f"http://127.0.0.1:{port}", p)
             _report(
@@ -118,7 +120,7 @@ def main() -> None:
         env = {"DSPROC_BROKER_URL": "redis://127.0.0.1:6379/12", "DSPROC_DATA_DIR": str(data)}
         redis.Redis(db=12).flushdb()
         port = free_port()
-        with dsproc_process(["serve", "--port", str(port)], env, "bench-api") as p:
+        with dsproc_process(["serve", "--port", str(port), "--insecure-no-auth"], env, "bench-api") as p:
             wait_http_ready(f"http://127.0.0.1:{port}", p)
             with dsproc_process(["worker", "--concurrency", "1"], env, "bench-worker"):
                 time.sleep(3)

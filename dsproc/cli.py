@@ -51,6 +51,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker = EmbeddedWorker(celery_app)
         worker.start()
         print(f"dsproc: embedded worker running; data in {settings.data_dir.resolve()}", file=sys.stderr)
+    if args.insecure_no_auth and args.host not in LOOPBACK:
+        raise SystemExit(
+            "dsproc: --insecure-no-auth is only allowed on a loopback address (--host 127.0.0.1)"
+        )
+    if not args.insecure_no_auth:
+        _first_key(runtime)
     ctx = ApiContext(
         settings=settings,
         engine=runtime.engine,
@@ -58,12 +64,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store=runtime.store,
         enqueue=enqueuer(celery_app),
         broker_ping=broker_pinger(celery_app),
+        auth_required=not args.insecure_no_auth,
     )
     try:
         uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_level="info")
     finally:
         if worker is not None:
             worker.stop()
+    return 0
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _first_key(runtime: Runtime) -> None:
+    """With no API key yet, create one for project ``default`` and print it, once."""
+    from storage.db.engine import session_scope
+    from storage.db.keys import KeyRepository
+
+    with session_scope(runtime.sessions) as s:
+        repo = KeyRepository(s)
+        if repo.active_count():
+            return
+        key, token = repo.create(["default"], "created by the first `dsproc serve`")
+    print(
+        f"dsproc: created API key {key.id} for project 'default' (shown once; "
+        "`dsproc keys create` makes more):\n"
+        f"X-Auth-Token: {token}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from storage.db.engine import session_scope
+    from storage.db.keys import KeyRepository
+    from storage.errors import NotFoundError
+
+    runtime = bootstrap(_settings(args))
+    with session_scope(runtime.sessions) as s:
+        repo = KeyRepository(s)
+        if args.keys_cmd == "create":
+            key, token = repo.create(args.project, args.description or "")
+            print(f"API key {key.id} for project(s) {', '.join(key.projects)}; the token is shown only now:")
+            print(token)
+        elif args.keys_cmd == "list":
+            for key in repo.list():
+                if args.project and not set(args.project) & set(key.projects):
+                    continue
+                state = "revoked" if key.revoked_time else "active"
+                print(f"{key.id}  {state:7s}  projects={','.join(key.projects)}  {key.description}")
+        else:
+            try:
+                repo.revoke(args.key_id)
+            except NotFoundError as exc:
+                print(f"dsproc keys revoke: {exc}", file=sys.stderr)
+                return 1
+            print(f"revoked {args.key_id}")
     return 0
 
 
@@ -196,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the API (and, on the embedded defaults, a worker)")
     serve.add_argument("--host", default=os.environ.get("DSPROC_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("DSPROC_PORT", "8000")))
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="accept requests without X-Auth-Token (loopback only)"
+    )
     data_dir(serve)
     serve.set_defaults(func=cmd_serve)
 
@@ -224,6 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("--project", default="default")
     data_dir(lst)
     ds.set_defaults(func=cmd_datasets)
+
+    keys = sub.add_parser("keys", help="manage X-Auth-Token API keys")
+    keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
+    kc = keys_sub.add_parser("create", help="create a key; prints the token alone on the last line")
+    kc.add_argument("--project", action="append", required=True, help="project id (repeat for several)")
+    kc.add_argument("--description", default="")
+    data_dir(kc)
+    kl = keys_sub.add_parser("list", help="list keys (never their tokens)")
+    kl.add_argument("--project", action="append")
+    data_dir(kl)
+    kr = keys_sub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
+    kr.add_argument("--project", action="append")
+    data_dir(kr)
+    keys.set_defaults(func=cmd_keys)
 
     migrate = sub.add_parser("migrate", help="bring the metadata DB to the newest schema")
     data_dir(migrate)

@@ -57,7 +57,8 @@ class DecodedImage:
     ``pixels`` is a read-only HxWx3 uint8 RGB array, EXIF orientation applied. ``width``/``height`` are
     the full-resolution size in the orientation of ``pixels`` (the header size, swapped when EXIF
     rotates by 90°), so they stay right when ``max_side`` decoded a smaller copy. ``scale`` is
-    ``pixels`` width / ``width`` (1.0 unless a reduced copy was asked for).
+    ``pixels`` width / ``width`` (1.0 unless a reduced copy was asked for). ``orientation`` is the
+    EXIF orientation that was applied (1 when none was, or ``apply_exif`` was off).
     """
 
     pixels: np.ndarray
@@ -66,6 +67,12 @@ class DecodedImage:
     format: str
     mode: str
     scale: float = 1.0
+    orientation: int = 1
+
+    @property
+    def exif_transposed(self) -> bool:
+        """Whether EXIF orientation changed the pixels (rotated or flipped them)."""
+        return self.orientation != 1
 
 
 def probe(data: bytes, limits: DecodeLimits | None = None) -> ImageHeader:
@@ -142,8 +149,9 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
         if width < 1 or height < 1:
             raise DecodeError(f"invalid image size {width}x{height}")
         if width * height > limits.max_pixels:
+            pixels = width * height
             raise DecodeError(
-                f"image is {width}x{height} = {width * height} pixels, over the {limits.max_pixels}-pixel limit"
+                f"image is {width}x{height} = {pixels} pixels, over the {limits.max_pixels}-pixel limit"
             )
     except BaseException:
         image.close()
@@ -162,9 +170,10 @@ def _decode_opened(image: ImageFile.ImageFile, *, max_side: int | None, apply_ex
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image.load()
     frame: Image.Image = image
+    orientation = 1
     if apply_exif:
-        frame, rotated = _apply_orientation(frame)
-        if rotated:
+        frame, orientation = _apply_orientation(frame)
+        if orientation in (5, 6, 7, 8):  # a quarter turn: display size is the header size swapped
             full_w, full_h = full_h, full_w
     rgb = _to_rgb(frame)
     if max_side is not None:
@@ -183,22 +192,25 @@ def _decode_opened(image: ImageFile.ImageFile, *, max_side: int | None, apply_ex
         format=fmt,
         mode=mode,
         scale=pixels.shape[1] / full_w,
+        orientation=orientation,
     )
 
 
-def _apply_orientation(image: Image.Image) -> tuple[Image.Image, bool]:
-    """Apply EXIF orientation; a broken EXIF block is ignored rather than failing the image."""
+def _apply_orientation(image: Image.Image) -> tuple[Image.Image, int]:
+    """Apply EXIF orientation; returns the orientation applied (1: none). Broken EXIF is ignored."""
     try:
-        orientation = image.getexif().get(0x0112, 1)
+        orientation = int(image.getexif().get(0x0112, 1))
     except Exception:
-        return image, False
+        return image, 1
     if orientation not in (2, 3, 4, 5, 6, 7, 8):
-        return image, False
+        return image, 1
     try:
         transposed = ImageOps.exif_transpose(image)
     except Exception:
-        return image, False
-    return (transposed if transposed is not None else image), orientation in (5, 6, 7, 8)
+        return image, 1
+    if transposed is None:
+        return image, 1
+    return transposed, orientation
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

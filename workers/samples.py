@@ -111,7 +111,8 @@ def detection_xml(sample: Sample, file_name: str) -> bytes | None:
         else VocBox(b.name, b.xmin, b.ymin, b.xmax, b.ymax, b.difficult, b.truncated)
         for b in det.boxes
     ]
-    others = [o for o in base.objects if not isinstance(o, VocBox)] if base else []
+    # an operator that drops the non-rectangle objects sets other_objects to 0
+    others = [o for o in base.objects if not isinstance(o, VocBox)] if base and det.other_objects else []
     width, height = sample.size if sample.pixels is not None else (det.size[0], det.size[1])
     ann = VocAnnotation(
         filename=file_name,

@@ -25,7 +25,14 @@ REBLUR_SIGMA = 1.0
 CLIP_LEVEL = 250
 """A pixel whose brightest channel reaches this value counts as clipped (blown highlight)."""
 
-METRICS: tuple[str, ...] = ("resolution", "aspect_ratio", "brightness", "saturation", "blurriness", "colorfulness")
+METRICS: tuple[str, ...] = (
+    "resolution",
+    "aspect_ratio",
+    "brightness",
+    "saturation",
+    "blurriness",
+    "colorfulness",
+)
 """Metric keys accepted in ``op_list``, in result order."""
 
 ISSUES: tuple[str, ...] = ("dark", "over_exposed", "blurry")
@@ -99,7 +106,9 @@ def colorfulness(rgb: np.ndarray) -> float:
     pixels = np.ascontiguousarray(rgb)
     red, green, blue = cv2.split(pixels)
     rg = cv2.subtract(red, green, dtype=cv2.CV_16S)
-    yb2 = cv2.subtract(cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S), dtype=cv2.CV_16S)
+    yb2 = cv2.subtract(
+        cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S), dtype=cv2.CV_16S
+    )
     mean_rg, std_rg = cv2.meanStdDev(rg)
     mean_yb2, std_yb2 = cv2.meanStdDev(yb2)  # 2·yb keeps integers exact; halve below
     sigma = float(np.hypot(std_rg[0, 0], std_yb2[0, 0] / 2.0))
@@ -265,6 +274,8 @@ def issue_scores(raw: Mapping[str, float]) -> dict[str, float]:
     return scores
 
 
-def issue_verdicts(scores: Mapping[str, float], thresholds: IssueThresholds = DEFAULT_THRESHOLDS) -> list[str]:
+def issue_verdicts(
+    scores: Mapping[str, float], thresholds: IssueThresholds = DEFAULT_THRESHOLDS
+) -> list[str]:
     """The issues (in ``ISSUES`` order) whose score reaches its threshold."""
     return [issue for issue in ISSUES if issue in scores and scores[issue] >= thresholds.for_issue(issue)]

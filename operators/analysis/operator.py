@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from operators.analysis.metrics import (
     ANALYSIS_SIDE,
@@ -34,7 +34,7 @@ class FeatureAnalysis(Operator):
     class Params(OperatorParams):
         """``op_list`` selects metrics (empty = all); the other keys are added by the ModelArts server."""
 
-        op_list: StrList = []
+        op_list: StrList = Field(default_factory=list)
         manifest_path: str | None = None
         file_path: str | None = None
         is_normed: StrBool = False

@@ -28,7 +28,13 @@ from operators.analysis.metrics import (
     issue_verdicts,
 )
 
-PERCENTILES: tuple[tuple[str, float], ...] = (("p5", 5), ("p25", 25), ("median", 50), ("p75", 75), ("p95", 95))
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p5", 5),
+    ("p25", 25),
+    ("median", 50),
+    ("p75", 75),
+    ("p95", 95),
+)
 DISPLAY_BINS = 20
 FINE_BINS = 2000
 LOG_SCALE_METRICS: frozenset[str] = frozenset({"resolution"})
@@ -139,24 +145,33 @@ class FineHistogram:
     bin_max: np.ndarray
 
     def percentile(self, q: float) -> float:
-        """The ``q``-th percentile (numpy's linear definition), within one bin of the exact value.
+        """The ``q``-th percentile with numpy's linear interpolation, within one bin of the exact value.
 
-        Inside the bin holding the wanted rank, values are taken as evenly spread between the bin's
-        smallest and largest value, so a bin of identical values gives that value exactly.
+        Sorted value number k is estimated inside its bin, taking the bin's values as evenly spread
+        between its smallest and largest (so a bin of equal values is exact); the percentile then
+        interpolates between values k and k + 1 as numpy does.
         """
         total = int(self.counts.sum())
         if total == 0:
             raise ValueError("percentile of an empty histogram")
-        rank = q / 100.0 * (total - 1)  # 0-based rank among the sorted values
+        rank = q / 100.0 * (total - 1)
+        below = math.floor(rank)
+        lower = self._order_statistic(below)
+        if rank == below or below + 1 >= total:
+            return lower
+        upper = self._order_statistic(below + 1)
+        return lower + (rank - below) * (upper - lower)
+
+    def _order_statistic(self, k: int) -> float:
+        """Estimate of the k-th smallest value (0-based)."""
         cumulative = np.cumsum(self.counts)
-        index = min(int(np.searchsorted(cumulative, rank, side="right")), len(self.counts) - 1)
+        index = int(np.searchsorted(cumulative, k, side="right"))
         before = int(cumulative[index - 1]) if index > 0 else 0
         inside = int(self.counts[index])
         low, high = float(self.bin_min[index]), float(self.bin_max[index])
         if inside <= 1 or high <= low:
             return low
-        fraction = min(1.0, max(0.0, (rank - before) / (inside - 1)))
-        return low + fraction * (high - low)
+        return low + (k - before) / (inside - 1) * (high - low)
 
 
 def fine_histogram(data: np.ndarray, low: float, high: float, *, log_scale: bool = False) -> FineHistogram:

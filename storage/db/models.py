@@ -148,3 +148,16 @@ class SampleResult(Base):
     new_source: Mapped[str | None] = mapped_column(Text, nullable=True)
     result_property: Mapped[int] = mapped_column(Integer, default=0)
     result_description: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class ApiKey(Base):
+    """An ``X-Auth-Token`` key: only a hash of its secret is stored; scoped to project ids."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(19), primary_key=True, default=new_id)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    projects: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    create_time: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    revoked_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

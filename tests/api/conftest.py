@@ -62,7 +62,9 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Harness]:
             harness.committed_at_enqueue.append(s.get(TaskVersion, version_id) is not None)
         harness.enqueued.append(version_id)
 
-    ctx = ApiContext(settings, engine, sessions, store, enqueue=enqueue, broker_ping=lambda: None)
+    ctx = ApiContext(
+        settings, engine, sessions, store, enqueue=enqueue, broker_ping=lambda: None, auth_required=False
+    )
     with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
         harness = Harness(client, store, tmp_path / "storage")
         yield harness

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EXAMPLES, PHOTOS
-from tests.support.processes import dsproc_process, free_port, poll_task, wait_http_ready
+from tests.support.processes import create_key, dsproc_process, free_port, poll_task, wait_http_ready
 from tests.support.s3server import TEST_CREDENTIALS
 from tests.support.services import fresh_postgres_schema, redis_url
 
@@ -42,12 +42,14 @@ def _expected_geometry(paths: list[Path]) -> dict[str, list[float]]:
     return {"resolution": areas, "aspect_ratio": ratios}
 
 
-def _run_flow(base: str, put_object, read_object) -> dict:
+def _run_flow(base: str, put_object, read_object, token: str) -> dict:
+    client = httpx.Client(headers={"X-Auth-Token": token}, timeout=30)
+    assert httpx.get(f"{base}/v2/{PROJECT}/processor-tasks").status_code == 401  # auth is on
     for path in _photos():
         put_object(f"in/photos/{path.name}", path.read_bytes())
     put_object("in/photos/notes.txt", b"not an image")
     put_object("out/.keep", b"")
-    resp = httpx.post(
+    resp = client.post(
         f"{base}/v2/{PROJECT}/datasets",
         json={
             "dataset_name": "photos",
@@ -60,15 +62,15 @@ def _run_flow(base: str, put_object, read_object) -> dict:
     )
     assert resp.status_code == 201, resp.text
     dataset_id = resp.json()["dataset_id"]
-    dataset = httpx.get(f"{base}/v2/{PROJECT}/datasets/{dataset_id}").json()
+    dataset = client.get(f"{base}/v2/{PROJECT}/datasets/{dataset_id}").json()
     assert dataset["total_sample_count"] == N_IMAGES
 
     body = json.loads((EXAMPLES / "create-analyse.json").read_text())
     body["data_source"]["source"] = dataset_id
     body["version_id"] = dataset["current_version_id"]
-    resp = httpx.post(f"{base}/v2/{PROJECT}/processor-tasks", json=body, timeout=30)
+    resp = client.post(f"{base}/v2/{PROJECT}/processor-tasks", json=body)
     assert resp.status_code == 200, resp.text
-    task = poll_task(base, PROJECT, resp.json()["task_id"])
+    task = poll_task(base, PROJECT, resp.json()["task_id"], headers=client.headers)
     assert task["status"] == 2, task.get("error_msg")
     result = task["result"]
 
@@ -105,10 +107,11 @@ def test_embedded_defaults_end_to_end(tmp_path: Path) -> None:
         return files[0].read_bytes()
 
     env: dict[str, str] = {}  # nothing configured: the embedded defaults
+    token = create_key(PROJECT, env, tmp_path / "data")
     args = ["serve", "--port", str(port), "--data-dir", str(tmp_path / "data")]
     with dsproc_process(args, env, "serve-embedded") as proc:
         wait_http_ready(base, proc)
-        _run_flow(base, put, read)
+        _run_flow(base, put, read, token)
     assert (tmp_path / "data" / "dsproc.db").is_file()
 
 
@@ -146,8 +149,9 @@ def test_redis_postgres_s3_end_to_end(tmp_path: Path, s3_endpoint: str) -> None:
             "DSPROC_S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS["secret_access_key"],
             "DSPROC_DATA_DIR": str(tmp_path / "data"),
         }
+        token = create_key(PROJECT, env)
         with dsproc_process(["serve", "--port", str(port)], env, "serve") as api_proc:
             wait_http_ready(base, api_proc)
             with dsproc_process(["worker", "--concurrency", "1"], env, "worker"):
-                _run_flow(base, put, read)
+                _run_flow(base, put, read, token)
         assert not (tmp_path / "data" / "dsproc.db").exists()  # PostgreSQL was used, not SQLite

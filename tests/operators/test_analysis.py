@@ -14,6 +14,7 @@ bytes → guarded decoder (≤ 512 px) → ``measure``.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -139,12 +140,14 @@ def resized_to_width(rgb: np.ndarray, width: int) -> np.ndarray:
 # --------------------------------------------------------------------------- metric behaviour
 
 
-def test_blurred_copies_always_score_less_sharp(operator: FeatureAnalysis, photos: dict[str, np.ndarray]) -> None:
+def test_blurred_copies_always_score_less_sharp(
+    operator: FeatureAnalysis, photos: dict[str, np.ndarray]
+) -> None:
     for name, rgb in photos.items():
         scores = [measure(operator, jpeg(rgb))["blurriness"]]
         for sigma in (1.0, 2.0, 4.0):
             scores.append(measure(operator, jpeg(blurred(rgb, sigma)))["blurriness"])
-        assert all(a > b for a, b in zip(scores, scores[1:], strict=False)), (name, scores)
+        assert all(a > b for a, b in itertools.pairwise(scores)), (name, scores)
 
 
 def test_brightness_moves_the_right_way(operator: FeatureAnalysis, photos: dict[str, np.ndarray]) -> None:
@@ -154,22 +157,29 @@ def test_brightness_moves_the_right_way(operator: FeatureAnalysis, photos: dict[
         brighter = [measure(operator, jpeg(scaled(rgb, f)))["brightness"] for f in (1.4, 2.5)]
         assert original > darker[0] > darker[1], (name, original, darker)
         assert original < brighter[0] < brighter[1], (name, original, brighter)
-        assert 0.0 <= darker[1] and brighter[1] <= 1.0
+        assert darker[1] >= 0.0 and brighter[1] <= 1.0
 
 
-def test_clarity_does_not_depend_on_resolution(operator: FeatureAnalysis, photos: dict[str, np.ndarray]) -> None:
+def test_clarity_does_not_depend_on_resolution(
+    operator: FeatureAnalysis, photos: dict[str, np.ndarray]
+) -> None:
     """The same photo at 640, 1280 and 2560 px wide (PIL Lanczos, JPEG q90): clarity within 10 %."""
     names = [name for name in PHOTO_NAMES if not name.startswith("opencv-right")]  # right* ≈ left*
     assert len(names) >= 40
     worst = (0.0, "")
     for name in names:
-        values = [measure(operator, jpeg(resized_to_width(photos[name], w)))["blurriness"] for w in (640, 1280, 2560)]
+        values = [
+            measure(operator, jpeg(resized_to_width(photos[name], w)))["blurriness"]
+            for w in (640, 1280, 2560)
+        ]
         spread = (max(values) - min(values)) / max(values)
         worst = max(worst, (spread, name))
     assert worst[0] < 0.10, f"clarity varies {worst[0]:.1%} across resolutions for {worst[1]}"
 
 
-def _flag_rate(op: FeatureAnalysis, images: dict[str, np.ndarray], issue: str | None) -> tuple[float, list[str]]:
+def _flag_rate(
+    op: FeatureAnalysis, images: dict[str, np.ndarray], issue: str | None
+) -> tuple[float, list[str]]:
     """Share of images flagged with ``issue`` (any issue when None), and the names flagged."""
     flagged = []
     for name, rgb in images.items():
@@ -212,7 +222,9 @@ def test_metric_functions_against_independent_numpy(photos: dict[str, np.ndarray
     assert clarity(grey[..., 0]) == 0.0
 
 
-def test_measure_uses_header_size_for_geometry(operator: FeatureAnalysis, photos: dict[str, np.ndarray]) -> None:
+def test_measure_uses_header_size_for_geometry(
+    operator: FeatureAnalysis, photos: dict[str, np.ndarray]
+) -> None:
     rgb = photos["mate-Dune.jpg"]
     image = decode_image(jpeg(rgb), max_side=FeatureAnalysis.decode_side)
     assert max(image.pixels.shape[:2]) <= 512
@@ -346,8 +358,12 @@ def dataset_result(operator: FeatureAnalysis, photos: dict[str, np.ndarray]) -> 
             data = jpeg(scaled(rgb, 0.25))
         records.append(operator.analyse(data, sample_id=f"id{index}", source=f"obs://bucket/images/{name}"))
     good = PHOTOS.joinpath(PHOTO_NAMES[0]).read_bytes()
-    records.append(operator.analyse(good[: len(good) // 2], sample_id="cut", source="obs://bucket/images/cut.jpg"))
-    records.append(operator.analyse(b"not an image", sample_id="txt", source="obs://bucket/images/readme.jpg"))
+    records.append(
+        operator.analyse(good[: len(good) // 2], sample_id="cut", source="obs://bucket/images/cut.jpg")
+    )
+    records.append(
+        operator.analyse(b"not an image", sample_id="txt", source="obs://bucket/images/readme.jpg")
+    )
     yield operator.summarize(records), records
 
 
@@ -391,7 +407,9 @@ def test_thresholds_change_without_remeasuring(
     operator: FeatureAnalysis, dataset_result: tuple[dict, list]
 ) -> None:
     _, records = dataset_result
-    strict = FeatureAnalysis(operator.params, thresholds=IssueThresholds(dark=1.01, over_exposed=1.01, blurry=1.01))
+    strict = FeatureAnalysis(
+        operator.params, thresholds=IssueThresholds(dark=1.01, over_exposed=1.01, blurry=1.01)
+    )
     assert strict.summarize(records)["outliers"] == []
     lenient = FeatureAnalysis(operator.params, thresholds=IssueThresholds(blurry=0.0))
     assert len(lenient.summarize(records)["outliers"]) == 40

@@ -44,7 +44,12 @@ def _png_claiming(width: int, height: int) -> bytes:
     """A well-formed PNG header claiming ``width``×``height`` RGB, with one real row of data."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" + b"\x00" * (3 * min(width, 4096)))
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _png_bomb(width: int, height: int) -> bytes:
@@ -53,7 +58,12 @@ def _png_bomb(width: int, height: int) -> bytes:
     compressor = zlib.compressobj(9)
     row = b"\x00" * (1 + 3 * width)
     idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def _jpeg_claiming(width: int, height: int) -> bytes:
@@ -77,7 +87,13 @@ def test_real_jpeg_decodes_to_rgb_with_header_facts() -> None:
     assert isinstance(decoded, DecodedImage)
     assert decoded.pixels.shape == (640, 1024, 3)
     assert decoded.pixels.dtype == np.uint8
-    assert (decoded.width, decoded.height, decoded.format, decoded.mode, decoded.scale) == (1024, 640, "JPEG", "RGB", 1.0)
+    assert (decoded.width, decoded.height, decoded.format, decoded.mode, decoded.scale) == (
+        1024,
+        640,
+        "JPEG",
+        "RGB",
+        1.0,
+    )
     assert not decoded.pixels.flags.writeable
     reference = np.asarray(_photo())
     assert np.array_equal(decoded.pixels, reference)
@@ -227,6 +243,7 @@ def test_exif_orientation_rotates_pixels_and_size() -> None:
     decoded = decode_image(data)
     assert decoded.pixels.shape == (320, 160, 3)
     assert (decoded.width, decoded.height) == (160, 320)
+    assert decoded.orientation == 6 and decoded.exif_transposed
     expected = np.rot90(np.asarray(image), k=-1).astype(np.float32)  # clockwise
     assert float(np.abs(decoded.pixels.astype(np.float32) - expected).mean()) < 3.0
     wrong_way = np.rot90(np.asarray(image), k=1).astype(np.float32)
@@ -234,6 +251,7 @@ def test_exif_orientation_rotates_pixels_and_size() -> None:
     raw = decode_image(data, apply_exif=False)
     assert raw.pixels.shape == (160, 320, 3)
     assert (raw.width, raw.height) == (320, 160)
+    assert raw.orientation == 1 and not raw.exif_transposed
     reduced = decode_image(data, max_side=80)
     assert reduced.pixels.shape == (80, 40, 3)
     assert (reduced.width, reduced.height) == (160, 320)
@@ -256,7 +274,7 @@ def test_truncated_jpeg_is_an_error() -> None:
     for keep in (0.3, 0.5, 0.9, 0.99):
         truncated = data[: int(len(data) * keep)]
         for max_side in (None, 512):
-            with pytest.raises(DecodeError, match="truncated|cannot decode|unreadable"):
+            with pytest.raises(DecodeError, match=r"truncated|cannot decode|unreadable"):
                 decode_image(truncated, max_side=max_side)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
@@ -289,7 +307,9 @@ def test_formats_outside_the_allow_list(fmt: str) -> None:
 
 
 def test_limits_can_narrow_the_allow_list() -> None:
-    _assert_rejected(PHOTO.read_bytes(), DecodeLimits(formats=frozenset({"PNG"})), contains="allowed format (PNG)")
+    _assert_rejected(
+        PHOTO.read_bytes(), DecodeLimits(formats=frozenset({"PNG"})), contains="allowed format (PNG)"
+    )
 
 
 def test_byte_limit_checked_before_parsing() -> None:

@@ -44,6 +44,20 @@ def dsproc_process(args: list[str], env: dict[str, str], log_name: str) -> Itera
         os.unlink(log.name)
 
 
+def create_key(project: str, env: dict[str, str], data_dir: Path | None = None) -> str:
+    """``dsproc keys create --project P``; returns the token it prints alone on its last line."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DSPROC_")}
+    args = [sys.executable, "-m", "dsproc.cli", "keys", "create", "--project", project]
+    if data_dir is not None:
+        args += ["--data-dir", str(data_dir)]
+    done = subprocess.run(
+        args, env={**inherited, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dsproc keys create failed: {done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def wait_http_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -58,11 +72,15 @@ def wait_http_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: flo
     raise RuntimeError(f"dsproc did not answer at {base_url} within {timeout_s} s")
 
 
-def poll_task(base_url: str, project: str, task_id: str, timeout_s: float = 120.0) -> dict:
+def poll_task(
+    base_url: str, project: str, task_id: str, timeout_s: float = 120.0, headers: dict[str, str] | None = None
+) -> dict:
     """Poll a task until it is terminal (2, 3 or 4)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        task = httpx.get(f"{base_url}/v2/{project}/processor-tasks/{task_id}", timeout=5).json()
+        task = httpx.get(
+            f"{base_url}/v2/{project}/processor-tasks/{task_id}", timeout=5, headers=headers
+        ).json()
         if task.get("status") in (2, 3, 4):
             return task
         time.sleep(0.25)

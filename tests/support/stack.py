@@ -105,7 +105,9 @@ def in_process_stack(tmp_path: Path, db_url: str | None = None, **settings: Any)
     def enqueue(version_id: str) -> None:
         holder[0].states.append(run_version(worker_ctx, version_id))
 
-    ctx = ApiContext(cfg, engine, sessions, store, enqueue=enqueue, broker_ping=lambda: None)
+    ctx = ApiContext(
+        cfg, engine, sessions, store, enqueue=enqueue, broker_ping=lambda: None, auth_required=False
+    )
     with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
         holder.append(Stack(client, store, tmp_path / "storage", sessions))
         yield holder[0]
