@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI, Request
 
 from api.auth import RateLimiter, authorize
 from api.context import ApiContext
-from api.errors import envelope, install_error_handlers
+from api.errors import ERROR_RESPONSES, envelope, install_error_handlers
 from api.routers import datasets, health, objects, processor_tasks, task_versions
 
 
@@ -16,6 +16,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         title="dsproc",
         version="0.1.0",
         description="ModelArts-compatible data processing for image datasets",
+        responses=ERROR_RESPONSES,
     )
     app.state.ctx = ctx
     install_error_handlers(app)

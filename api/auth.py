@@ -38,7 +38,9 @@ class RateLimiter:
             return (1.0 - tokens) / self.rate
 
 
-token_header = APIKeyHeader(name="X-Auth-Token", auto_error=False, description="an API key from `dsproc keys create`")
+token_header = APIKeyHeader(
+    name="X-Auth-Token", auto_error=False, description="an API key from `dsproc keys create`"
+)
 
 
 def authorize(

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error body (ModelArts format)."""
+
+    error_code: str
+    error_msg: str
+
+
+_ERROR = {"model": ErrorEnvelope}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_ERROR, "description": "invalid request (ModelArts.01xx/4xxx codes)"},
+    401: {**_ERROR, "description": "missing or invalid X-Auth-Token"},
+    403: {**_ERROR, "description": "token not valid for this project, or result not ready"},
+    404: {**_ERROR, "description": "no such API"},
+    413: {**_ERROR, "description": "request body too large"},
+    429: {**_ERROR, "description": "too many requests (see Retry-After)"},
+    500: {**_ERROR, "description": "internal error"},
+}
 
 
 class ApiError(Exception):
@@ -60,7 +81,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return envelope("ModelArts.4204", "API does not exist", 404)
         if exc.status_code == 405:
-            return envelope("ModelArts.4204", "method not allowed on this API", 405)
+            return envelope("ModelArts.4204", "method not allowed on this API", 405, exc.headers)
         if exc.status_code == 413:
             return envelope("ModelArts.4200", "request body too large", 413)
         return envelope("ModelArts.4200", str(exc.detail), exc.status_code)

@@ -92,13 +92,15 @@ def decode_image(
     *,
     max_side: int | None = None,
     apply_exif: bool = True,
+    resize: bool = True,
 ) -> DecodedImage:
     """Decode ``data`` to RGB pixels within ``limits``.
 
     ``max_side`` asks for a copy whose longest side is at most that many pixels: JPEGs are decoded
     at 1/2, 1/4 or 1/8 scale in the DCT domain (PIL ``draft``), other formats are box-reduced by an
     integer factor, and a bilinear resize covers the remaining factor (< 2), which keeps decoding of
-    large photos cheap.
+    large photos cheap. ``resize=False`` skips that last step (the longest side then stays below
+    2 × ``max_side``), for callers that only resize what they need, e.g. one grey channel.
     """
     limits = limits or DecodeLimits()
     if max_side is not None and max_side < 1:
@@ -109,7 +111,7 @@ def decode_image(
         raise DecodeError("decoder misconfigured: PIL LOAD_TRUNCATED_IMAGES is enabled")
     image = _open(data, limits)
     try:
-        return _decode_opened(image, max_side=max_side, apply_exif=apply_exif)
+        return _decode_opened(image, max_side=max_side, apply_exif=apply_exif, resize=resize)
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -159,7 +161,9 @@ def _open(data: bytes, limits: DecodeLimits) -> ImageFile.ImageFile:
     return image
 
 
-def _decode_opened(image: ImageFile.ImageFile, *, max_side: int | None, apply_exif: bool) -> DecodedImage:
+def _decode_opened(
+    image: ImageFile.ImageFile, *, max_side: int | None, apply_exif: bool, resize: bool
+) -> DecodedImage:
     fmt = str(image.format)
     mode = image.mode
     full_w, full_h = image.size
@@ -179,7 +183,7 @@ def _decode_opened(image: ImageFile.ImageFile, *, max_side: int | None, apply_ex
     if max_side is not None:
         rgb = _shrink(rgb, max_side)
     pixels = np.asarray(rgb, dtype=np.uint8)
-    if max_side is not None and max(pixels.shape[:2]) > max_side:
+    if resize and max_side is not None and max(pixels.shape[:2]) > max_side:
         pixels = _resize_longest(pixels, max_side)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise DecodeError(f"unexpected decoded shape {pixels.shape}")

@@ -10,6 +10,8 @@ for a 640 px and a 6000 px photo, and the clarity score does not depend on the f
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -94,7 +96,7 @@ def brightness(rgb: np.ndarray) -> float:
 def saturation(rgb: np.ndarray) -> float:
     """Mean HSV saturation (max − min) / max in 0–1; 0 for grey images."""
     hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
-    return float(cv2.mean(hsv[..., 1])[0]) / 255.0
+    return float(cv2.mean(cv2.extractChannel(hsv, 1))[0]) / 255.0
 
 
 def colorfulness(rgb: np.ndarray) -> float:
@@ -118,8 +120,8 @@ def colorfulness(rgb: np.ndarray) -> float:
 
 def clipped_fraction(rgb: np.ndarray) -> float:
     """Fraction of pixels whose brightest channel is ≥ ``CLIP_LEVEL`` (blown highlights)."""
-    hsv_value = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)[..., 2]
-    return _fraction_at_least(hsv_value, CLIP_LEVEL)
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
+    return _fraction_at_least(cv2.extractChannel(hsv, 2), CLIP_LEVEL)
 
 
 def to_analysis_size(image: np.ndarray, side: int = ANALYSIS_SIDE) -> np.ndarray:
@@ -142,34 +144,59 @@ def clarity(grey: np.ndarray, sigma: float = REBLUR_SIGMA) -> float:
     (unlike the variance of the Laplacian). A flat image (no gradient at all) scores 0.
     """
     small = to_analysis_size(grey)
-    if min(small.shape[:2]) < 3:
+    if small.ndim != 2 or min(small.shape) < 3:
         return 0.0
-    plane = small.astype(np.float32)
-    energy = _gradient_energy(plane)
-    if energy <= 1e-3 * plane.size:  # below quantisation noise: no detail to judge
+    energy = _energy(small, _SOBEL_DERIVATIVE, _SOBEL_SMOOTH)
+    if energy <= 1e-3 * small.size:  # below quantisation noise: no detail to judge
         return 0.0
-    reblurred = cv2.GaussianBlur(plane, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    ratio = 1.0 - _gradient_energy(reblurred) / energy
+    derivative, smooth = _reblur_kernels(sigma)
+    ratio = 1.0 - _energy(small, derivative, smooth) / energy
     return float(min(1.0, max(0.0, ratio)))
 
 
-def _gradient_energy(plane: np.ndarray) -> float:
-    gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
-    gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
+_SOBEL_DERIVATIVE = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
+_SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _reblur_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel kernels convolved with a Gaussian (±3σ): one pass gives the gradient of the re-blurred image."""
+    radius = max(1, math.ceil(3 * sigma))
+    gauss = cv2.getGaussianKernel(2 * radius + 1, sigma, cv2.CV_64F).ravel()
+    derivative = np.convolve(gauss, _SOBEL_DERIVATIVE.astype(np.float64)).astype(np.float32)
+    smooth = np.convolve(gauss, _SOBEL_SMOOTH.astype(np.float64)).astype(np.float32)
+    return derivative, smooth
+
+
+def _energy(plane: np.ndarray, derivative: np.ndarray, smooth: np.ndarray) -> float:
+    """Sum of squared x and y gradients of ``plane`` for a separable (derivative, smooth) kernel pair."""
+    gx = cv2.sepFilter2D(plane, cv2.CV_32F, derivative, smooth, borderType=cv2.BORDER_REFLECT)
+    gy = cv2.sepFilter2D(plane, cv2.CV_32F, smooth, derivative, borderType=cv2.BORDER_REFLECT)
     return float(cv2.norm(gx, cv2.NORM_L2SQR) + cv2.norm(gy, cv2.NORM_L2SQR))
 
 
 def _fraction_at_least(plane: np.ndarray, level: int) -> float:
     if plane.size == 0:
         return 0.0
-    return float(np.count_nonzero(plane >= level)) / plane.size
+    return float(cv2.countNonZero(cv2.inRange(plane, level, 255))) / plane.size
 
 
-def _colour_sample(rgb: np.ndarray) -> np.ndarray:
-    """Every other pixel in each direction: colour statistics need pixels, not resolution."""
-    if min(rgb.shape[:2]) < 64:
+COLOUR_SAMPLE_SIDE = 256
+"""Colour statistics use a point sample (every k-th pixel each way) at most this many px long."""
+
+
+def colour_sample(rgb: np.ndarray, side: int = COLOUR_SAMPLE_SIDE) -> np.ndarray:
+    """Every k-th pixel in each direction (nearest neighbour, no averaging), longest side ≤ ``side``.
+
+    Means and spreads of per-pixel colour values need pixels, not resolution; a point sample keeps
+    their distribution (averaging would shrink the spread colourfulness measures).
+    """
+    height, width = rgb.shape[:2]
+    step = math.ceil(max(height, width) / side)
+    if step <= 1:
         return np.ascontiguousarray(rgb)
-    return np.ascontiguousarray(rgb[::2, ::2])
+    size = (max(1, width // step), max(1, height // step))
+    return cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_NEAREST)
 
 
 def measure_pixels(
@@ -177,10 +204,11 @@ def measure_pixels(
 ) -> dict[str, float]:
     """Raw values of the selected ``metrics`` for one image, plus the inputs of their issue scores.
 
-    ``rgb`` is the HxWx3 uint8 analysis copy (≤ ``ANALYSIS_SIDE`` px); ``width``/``height`` the
-    full-size dimensions. ``brightness`` brings ``luma_p50``/``luma_p95``/``clipped_fraction``
+    ``rgb`` is an HxWx3 uint8 copy of any size (the decoder's ≤ 2 × ``ANALYSIS_SIDE`` px reduction
+    is cheapest); brightness and clarity use its luma at ≤ ``ANALYSIS_SIDE`` px. ``width``/``height``
+    are the full-size dimensions. ``brightness`` brings ``luma_p50``/``luma_p95``/``clipped_fraction``
     (the dark and over-exposed inputs); ``blurriness`` is itself the blurry input. Saturation,
-    colourfulness and the clipped fraction use every other pixel in each direction.
+    colourfulness and the clipped fraction use ``colour_sample`` (≤ 256 px point sample).
     """
     wanted = set(metrics)
     unknown = wanted - set(METRICS)
@@ -194,9 +222,8 @@ def measure_pixels(
     pixel_metrics = wanted & {"brightness", "saturation", "blurriness", "colorfulness"}
     if not pixel_metrics:
         return values
-    rgb = to_analysis_size(rgb)
     if wanted & {"brightness", "blurriness"}:
-        grey = luma(rgb)
+        grey = to_analysis_size(luma(rgb))  # resizing one grey plane is 3× cheaper than RGB
         if "brightness" in wanted:
             hist = luma_histogram(grey)
             values["brightness"] = histogram_mean(hist)
@@ -205,13 +232,13 @@ def measure_pixels(
         if "blurriness" in wanted:
             values["blurriness"] = clarity(grey)
     if wanted & {"brightness", "saturation", "colorfulness"}:
-        sample = _colour_sample(rgb)
+        sample = colour_sample(rgb)
         if wanted & {"brightness", "saturation"}:
             hsv = cv2.cvtColor(sample, cv2.COLOR_RGB2HSV)
             if "saturation" in wanted:
-                values["saturation"] = float(cv2.mean(hsv[..., 1])[0]) / 255.0
+                values["saturation"] = float(cv2.mean(cv2.extractChannel(hsv, 1))[0]) / 255.0
             if "brightness" in wanted:
-                values[CLIPPED_FRACTION] = _fraction_at_least(hsv[..., 2], CLIP_LEVEL)
+                values[CLIPPED_FRACTION] = _fraction_at_least(cv2.extractChannel(hsv, 2), CLIP_LEVEL)
         if "colorfulness" in wanted:
             values["colorfulness"] = colorfulness(sample)
     return {key: float(value) for key, value in values.items()}

@@ -29,7 +29,8 @@ class FeatureAnalysis(Operator):
     name: ClassVar[str] = "sys_data_analyse"
     template_id: ClassVar[str] = "sys_data_analyse"
     decode_side: ClassVar[int] = ANALYSIS_SIDE
-    """Images are decoded at ≤ this longest side; resolution and aspect ratio use the header size."""
+    """Images are decoded reduced towards this longest side (DCT scaling / box reduction, < 2× it);
+    resolution and aspect ratio use the header size."""
 
     class Params(OperatorParams):
         """``op_list`` selects metrics (empty = all); the other keys are added by the ModelArts server."""
@@ -69,7 +70,8 @@ class FeatureAnalysis(Operator):
     ) -> SampleMetrics:
         """Decode and measure one sample; an undecodable sample becomes a failure record, not an error."""
         try:
-            image = decode_image(data, limits, max_side=self.decode_side)
+            # No final RGB resize: measure() shrinks only the luma plane to the analysis size.
+            image = decode_image(data, limits, max_side=self.decode_side, resize=False)
         except DecodeError as exc:
             return SampleMetrics(sample_id=sample_id, source=source, error=str(exc))
         return SampleMetrics(sample_id=sample_id, source=source, metrics=self.measure(image))

@@ -8,7 +8,6 @@ drawn transform changed nothing or when every box left the frame.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, is_dataclass, replace
 from typing import Any, ClassVar
 
@@ -92,11 +91,8 @@ def added_name(sample: Sample, operator: str) -> tuple[str, str]:
 
 
 def _json_number(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isfinite(value):
-        return float(f"{value:.6g}")
-    return value
+    """Plain Python numbers for JSON; floats keep full precision so the draws replay exactly."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class Augmentation(SampleOperator):

@@ -132,7 +132,9 @@ def read_header(data: bytes | None, fmt: str | None) -> HeaderFacts:
     depth = png_bit_depth(data) if fmt == "PNG" else None
     if depth is None:
         depth = 16 if mode.startswith("I;16") else 8
-    return HeaderFacts(mode=mode, width=int(width), height=int(height), orientation=orientation, bit_depth=depth)
+    return HeaderFacts(
+        mode=mode, width=int(width), height=int(height), orientation=orientation, bit_depth=depth
+    )
 
 
 def _orientation(image: Image.Image) -> int:
@@ -191,4 +193,3 @@ def checked_name(name: str, extension: str | None = None) -> str:
         stem += "_checked"
     new_ext = extension if extension is not None else ext
     return f"{stem}.{new_ext}" if new_ext else stem
-

@@ -15,7 +15,7 @@ from pydantic import field_validator
 from operators.kinds import SampleOperator
 from operators.params import OperatorParams
 from operators.registry import register
-from operators.sample import Detection, Outcome, Sample
+from operators.sample import Outcome, Sample
 from operators.validation.image_rules import (
     FORMAT_EXTENSION,
     SUPPORTED_FORMATS,
@@ -97,7 +97,9 @@ class MetaValidation(SampleOperator):
         """EXIF orientation, pixel mode and bit depth: the decoder already fixed the pixels; mark them."""
         if orientation_applied(facts, sample.size):
             sample.pixels_changed = True
-            findings.append({"rule": "exif_orientation", "action": "rotated", "orientation": facts.orientation})
+            findings.append(
+                {"rule": "exif_orientation", "action": "rotated", "orientation": facts.orientation}
+            )
         if facts.mode is not None and facts.mode != "RGB":
             sample.pixels_changed = True
             findings.append(
@@ -119,7 +121,12 @@ class MetaValidation(SampleOperator):
         if fmt is None:
             return None
         if fmt not in SUPPORTED_FORMATS:
-            finding: Finding = {"rule": "unsupported_format", "action": "converted", "format": fmt, "to": "JPEG"}
+            finding: Finding = {
+                "rule": "unsupported_format",
+                "action": "converted",
+                "format": fmt,
+                "to": "JPEG",
+            }
             if not extension_matches(sample.name, fmt):
                 finding["extension"] = extension_of(sample.name)
             findings.append(finding)
@@ -212,12 +219,22 @@ class MetaValidation(SampleOperator):
             changed = True
         elif xml_w is None or xml_h is None or xml_d is None:
             findings.append(
-                {"rule": "xml_size_missing", "action": "size_added", "from": list(det.size), "to": [*shown, 3]}
+                {
+                    "rule": "xml_size_missing",
+                    "action": "size_added",
+                    "from": list(det.size),
+                    "to": [*shown, 3],
+                }
             )
             changed = True
         elif (xml_w, xml_h, xml_d) != (*shown, 3):
             findings.append(
-                {"rule": "xml_size_wrong", "action": "size_rewritten", "from": list(det.size), "to": [*shown, 3]}
+                {
+                    "rule": "xml_size_wrong",
+                    "action": "size_rewritten",
+                    "from": list(det.size),
+                    "to": [*shown, 3],
+                }
             )
             changed = True
 

@@ -31,7 +31,9 @@ def box_coords(box: BBox) -> list[float]:
 
 def scale_box(box: BBox, sx: float, sy: float) -> BBox:
     """The box after the image was resized by ``sx`` x ``sy``, on whole pixels."""
-    return box.moved(_round(box.xmin * sx), _round(box.ymin * sy), _round(box.xmax * sx), _round(box.ymax * sy))
+    return box.moved(
+        _round(box.xmin * sx), _round(box.ymin * sy), _round(box.xmax * sx), _round(box.ymax * sy)
+    )
 
 
 def reorient_box(box: BBox, orientation: int, stored_width: int, stored_height: int) -> BBox:

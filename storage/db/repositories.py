@@ -41,11 +41,21 @@ class DatasetRepository:
         return dataset
 
     def get(self, project_id: str, dataset_id: str, *, for_update: bool = False) -> Dataset:
-        """The dataset, if it belongs to ``project_id``; ``for_update`` locks its row (PostgreSQL)
-        so that publishes and deletes of one dataset's versions run one at a time."""
-        query = select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
+        """The dataset, if it belongs to ``project_id``. ``for_update`` takes its row's write lock
+        first, so that publishes and deletes of one dataset's versions run one at a time."""
+        where = (Dataset.id == dataset_id, Dataset.project_id == project_id)
+        query = select(Dataset).where(*where)
         if for_update:
-            query = query.with_for_update()
+            # A no-op UPDATE rather than SELECT … FOR UPDATE, which SQLite ignores: as the first
+            # write it makes a concurrent writer wait (row lock / database lock), and the row is
+            # read afresh after it.
+            self.session.execute(
+                update(Dataset)
+                .where(*where)
+                .values(update_time=Dataset.update_time)
+                .execution_options(synchronize_session=False)
+            )
+            query = query.execution_options(populate_existing=True)
         row = self.session.scalar(query)
         if row is None:
             raise NotFoundError(f"dataset {dataset_id} does not exist")

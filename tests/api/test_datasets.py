@@ -706,7 +706,11 @@ def test_attack_strings_as_version_names_are_refused(api: Harness, attack: str) 
     assert _stored_keys(api) == before
 
 
-@pytest.mark.parametrize("attack", ["..", "%2e%2e", "a%00b", "x" * 2000, "abc'--", "OTHER"])
+@pytest.mark.parametrize(
+    "attack",
+    ["..", "%2e%2e", "a%00b", "x" * 2000, "abc'--", "OTHER"],
+    ids=["dotdot", "encoded-dotdot", "nul", "2000-chars", "sql-quote", "other-projects-id"],
+)
 def test_attack_strings_as_ids_are_unknown_ids(api: Harness, attack: str) -> None:
     dataset_id = _classification(api, per_label=1)
     other_project = _classification(api, name="theirs", per_label=1, project="p2")
