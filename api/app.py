@@ -27,6 +27,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body):
             return envelope("ModelArts.4200", f"request body larger than {max_body} bytes", 413)
+        # NUL can never be stored (PostgreSQL refuses it) and is never legitimate in ids, names or paths.
+        if "\x00" in request.url.path or "%00" in request.url.query.lower():
+            return envelope("ModelArts.0101", "Invalid argument: NUL characters are not allowed", 400)
+        if request.method in ("POST", "PUT", "PATCH"):
+            body = await request.body()
+            if b"\x00" in body or b"\\u0000" in body.lower():
+                return envelope("ModelArts.0101", "Invalid argument: NUL characters are not allowed", 400)
         response = await call_next(request)
         return response
 

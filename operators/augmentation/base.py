@@ -148,14 +148,19 @@ class Augmentation(SampleOperator):
         return Outcome(sample)
 
 
-def carry_boxes(detection: Detection, box_map: BoxMap, pixels: np.ndarray) -> tuple[Detection, dict[str, Any]]:
+def carry_boxes(
+    detection: Detection, box_map: BoxMap, pixels: np.ndarray
+) -> tuple[Detection, dict[str, Any]]:
     """The detection of the augmented image: boxes moved, clipped or dropped; other shapes dropped
     (operators only transform rectangles, an untransformed polygon would be a wrong label)."""
     height, width = pixels.shape[:2]
-    source = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in detection.boxes], dtype=np.float64).reshape(-1, 4)
+    source = np.array([[b.xmin, b.ymin, b.xmax, b.ymax] for b in detection.boxes], dtype=np.float64).reshape(
+        -1, 4
+    )
     fitted = fit_boxes(box_map(source), width, height)
     boxes: list[BBox] = [
-        detection.boxes[int(i)].moved(*(float(v) for v in row)) for i, row in zip(fitted.kept, fitted.boxes, strict=True)
+        detection.boxes[int(i)].moved(*(float(v) for v in row))
+        for i, row in zip(fitted.kept, fitted.boxes, strict=True)
     ]
     moved = len(boxes) != len(detection.boxes) or any(
         (b.xmin, b.ymin, b.xmax, b.ymax) != (o.xmin, o.ymin, o.xmax, o.ymax)

@@ -8,7 +8,14 @@ import numpy as np
 from pydantic import Field
 
 from operators.augmentation import functional as F
-from operators.augmentation.base import Augmentation, Augmented, AugmentationParams, augmentation, integer, uniform
+from operators.augmentation.base import (
+    Augmentation,
+    AugmentationParams,
+    Augmented,
+    augmentation,
+    integer,
+    uniform,
+)
 
 
 @augmentation

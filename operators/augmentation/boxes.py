@@ -44,7 +44,11 @@ def shift_scale_box_map(dx: float = 0.0, dy: float = 0.0, sx: float = 1.0, sy: f
 
 
 def flip_box_map(width: int, height: int, horizontal: bool) -> BoxMap:
-    matrix = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0]]) if horizontal else np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height]])
+    matrix = (
+        np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0]])
+        if horizontal
+        else np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height]])
+    )
     return affine_box_map(matrix)
 
 

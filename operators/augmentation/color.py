@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from operators.augmentation import functional as F
-from operators.augmentation.base import Augmentation, Augmented, AugmentationParams, augmentation, uniform
+from operators.augmentation.base import Augmentation, AugmentationParams, Augmented, augmentation, uniform
 
 
 @augmentation
@@ -112,7 +112,9 @@ class LightContrast(Augmentation):
         if p.func == "sigmoid":
             gain = uniform(rng, p.sigmoid_gain_min, p.sigmoid_gain_max)
             cutoff = uniform(rng, p.cutoff_min, p.cutoff_max)
-            return Augmented(F.apply_lut(pixels, F.sigmoid_lut(gain, cutoff)), {"gain": gain, "cutoff": cutoff})
+            return Augmented(
+                F.apply_lut(pixels, F.sigmoid_lut(gain, cutoff)), {"gain": gain, "cutoff": cutoff}
+            )
         if p.func == "log":
             gain = uniform(rng, p.log_gain_min, p.log_gain_max)
             return Augmented(F.apply_lut(pixels, F.log_lut(gain)), {"gain": gain})

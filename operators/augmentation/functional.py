@@ -114,7 +114,9 @@ def laplace_noise(loc: float, scale: float) -> IntegerNoise:
     if scale <= 0:
         return _point_mass(loc)
     x = _NOISE_VALUES[:-1] + 0.5 - loc
-    cdf = np.where(x < 0, 0.5 * np.exp(np.minimum(x, 0.0) / scale), 1.0 - 0.5 * np.exp(-np.maximum(x, 0.0) / scale))
+    cdf = np.where(
+        x < 0, 0.5 * np.exp(np.minimum(x, 0.0) / scale), 1.0 - 0.5 * np.exp(-np.maximum(x, 0.0) / scale)
+    )
     return _rounded_continuous(cdf)
 
 
@@ -259,15 +261,20 @@ def motion_kernel(size: int, angle_degrees: float, direction: float) -> np.ndarr
     theta = math.radians(angle_degrees)
     xs, ys = centre + t * math.cos(theta), centre + t * math.sin(theta)
     for x, y, w in zip(xs, ys, weights, strict=True):
-        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        x0, y0 = math.floor(x), math.floor(y)
         fx, fy = x - x0, y - y0
-        for dx, dy, share in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        for dx, dy, share in (
+            (0, 0, (1 - fx) * (1 - fy)),
+            (1, 0, fx * (1 - fy)),
+            (0, 1, (1 - fx) * fy),
+            (1, 1, fx * fy),
+        ):
             xi, yi = x0 + dx, y0 + dy
             if 0 <= xi < size and 0 <= yi < size:
                 kernel[yi, xi] += w * share
     total = kernel.sum()
     if total <= 0:  # all weight on a far end that fell outside: fall back to a plain line
-        kernel[int(round(centre)), :] = 1.0
+        kernel[round(centre), :] = 1.0
         total = kernel.sum()
     return kernel / total
 
@@ -360,7 +367,9 @@ def warp_affine(pixels: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 # --- weather -------------------------------------------------------------------------------------
 
 
-def smooth_field(rng: np.random.Generator, height: int, width: int, cell: float, octaves: int = 4) -> np.ndarray:
+def smooth_field(
+    rng: np.random.Generator, height: int, width: int, cell: float, octaves: int = 4
+) -> np.ndarray:
     """Fractal value noise in [0, 1]: bicubic-upsampled random grids, each octave half the cell size.
 
     Built at a quarter of the resolution (the field is smooth) and upsampled once.
@@ -369,8 +378,8 @@ def smooth_field(rng: np.random.Generator, height: int, width: int, cell: float,
     field = np.zeros((sh, sw), dtype=np.float32)
     amplitude, total = 1.0, 0.0
     for _ in range(octaves):
-        gh = max(2, int(math.ceil(sh / cell)) + 1)
-        gw = max(2, int(math.ceil(sw / cell)) + 1)
+        gh = max(2, math.ceil(sh / cell) + 1)
+        gw = max(2, math.ceil(sw / cell) + 1)
         grid = rng.random((gh, gw), dtype=np.float32)
         field += amplitude * cv2.resize(grid, (sw, sh), interpolation=cv2.INTER_CUBIC)
         total += amplitude
@@ -390,7 +399,9 @@ def blend(pixels: np.ndarray, colour: np.ndarray | float, alpha: np.ndarray) -> 
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def fog(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tuple[np.ndarray, dict[str, float]]:
+def fog(
+    pixels: np.ndarray, rng: np.random.Generator, intensity: float
+) -> tuple[np.ndarray, dict[str, float]]:
     """A light-grey haze whose density varies smoothly over the image (contrast drops with density)."""
     h, w = pixels.shape[:2]
     field = smooth_field(rng, h, w, cell=max(h, w) / 3.0)
@@ -399,7 +410,9 @@ def fog(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tuple
     return blend(pixels, brightness, alpha), {"fog_brightness": brightness}
 
 
-def clouds(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tuple[np.ndarray, dict[str, float]]:
+def clouds(
+    pixels: np.ndarray, rng: np.random.Generator, intensity: float
+) -> tuple[np.ndarray, dict[str, float]]:
     """Patchy bright cloud layers: thresholded fractal noise, shaded by a second field."""
     h, w = pixels.shape[:2]
     density = smooth_field(rng, h, w, cell=max(h, w) / 4.0, octaves=5)
@@ -411,10 +424,12 @@ def clouds(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tu
     return blend(pixels, colour, alpha), {"cloud_threshold": threshold}
 
 
-def rain(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tuple[np.ndarray, dict[str, float]]:
+def rain(
+    pixels: np.ndarray, rng: np.random.Generator, intensity: float
+) -> tuple[np.ndarray, dict[str, float]]:
     """Thin slanted streaks, slightly blurred, over a darkened scene."""
     h, w = pixels.shape[:2]
-    count = int(round(intensity * h * w / 250.0))
+    count = round(intensity * h * w / 250.0)
     slant = float(rng.uniform(-20.0, 20.0))
     length_scale = min(h, w) * (0.04 + 0.06 * intensity)
     lengths = rng.uniform(0.5, 1.0, count) * length_scale
@@ -423,7 +438,7 @@ def rain(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tupl
     theta = math.radians(90.0 + slant)
     dx, dy = np.cos(theta) * lengths, np.sin(theta) * lengths
     layer = np.zeros((h, w), dtype=np.float32)
-    thickness = max(1, int(round(min(h, w) / 500.0)))
+    thickness = max(1, round(min(h, w) / 500.0))
     for x, y, ex, ey, b in zip(xs, ys, dx, dy, brightness, strict=True):
         cv2.line(layer, (int(x), int(y)), (int(x + ex), int(y + ey)), float(b), thickness, cv2.LINE_AA)
     layer = cv2.GaussianBlur(layer, (0, 0), 0.7)
@@ -432,10 +447,12 @@ def rain(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tupl
     return blend(darkened, 210.0, alpha), {"rain_drops": count, "rain_slant_degrees": slant}
 
 
-def snow(pixels: np.ndarray, rng: np.random.Generator, intensity: float) -> tuple[np.ndarray, dict[str, float]]:
+def snow(
+    pixels: np.ndarray, rng: np.random.Generator, intensity: float
+) -> tuple[np.ndarray, dict[str, float]]:
     """Soft white flakes of a few sizes over a slightly whitened scene."""
     h, w = pixels.shape[:2]
-    count = int(round(intensity * h * w / 300.0))
+    count = round(intensity * h * w / 300.0)
     unit = max(1.0, min(h, w) / 320.0)
     radii = np.maximum(1, np.round(rng.uniform(0.5, 2.5, count) * unit)).astype(int)
     xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)

@@ -14,13 +14,13 @@ import numpy as np
 from pydantic import Field
 
 from operators.augmentation import functional as F
-from operators.augmentation.base import Augmentation, Augmented, AugmentationParams, augmentation, uniform
+from operators.augmentation.base import Augmentation, AugmentationParams, Augmented, augmentation, uniform
 from operators.augmentation.boxes import affine_box_map, flip_box_map, shift_scale_box_map
 from operators.params import StrBool
 
 
 def _round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 @augmentation
@@ -78,7 +78,9 @@ class Flip(Augmentation):
             return Augmented(pixels, {"draw": draw, "flipped": False}, None)
         h, w = pixels.shape[:2]
         horizontal = p.lr_ud == "lr"
-        return Augmented(F.flip(pixels, horizontal), {"draw": draw, "flipped": True}, flip_box_map(w, h, horizontal))
+        return Augmented(
+            F.flip(pixels, horizontal), {"draw": draw, "flipped": True}, flip_box_map(w, h, horizontal)
+        )
 
 
 @augmentation
@@ -164,7 +166,7 @@ class Scale(Augmentation):
     moves_pixels: ClassVar[bool] = True
 
     class Params(AugmentationParams):
-        scaleXY: Literal["X", "Y"] = "X"  # noqa: N815 - the ModelArts parameter name
+        scaleXY: Literal["X", "Y"] = "X"
         scale_min: float = Field(0.5, gt=0.0, le=10.0)
         scale_max: float = Field(1.5, gt=0.0, le=10.0)
 
@@ -189,7 +191,7 @@ class Shear(Augmentation):
     moves_pixels: ClassVar[bool] = True
 
     class Params(AugmentationParams):
-        shearXY: Literal["X", "Y"] = "X"  # noqa: N815 - the ModelArts parameter name
+        shearXY: Literal["X", "Y"] = "X"
         shear_min: float = Field(-30.0, ge=-85.0, le=85.0)
         shear_max: float = Field(30.0, ge=-85.0, le=85.0)
 
@@ -213,7 +215,7 @@ class Translate(Augmentation):
     moves_pixels: ClassVar[bool] = True
 
     class Params(AugmentationParams):
-        translateXY: Literal["X", "Y"] = "X"  # noqa: N815 - the ModelArts parameter name
+        translateXY: Literal["X", "Y"] = "X"
         translate_percent_min: float = Field(-0.2, ge=-1.0, le=1.0)
         translate_percent_max: float = Field(0.2, ge=-1.0, le=1.0)
 
@@ -226,4 +228,6 @@ class Translate(Augmentation):
         dx, dy = (_round_half_up(share * w), 0) if p.translateXY == "X" else (0, _round_half_up(share * h))
         if dx == 0 and dy == 0:
             return Augmented(pixels, {"share": share, "dx": 0, "dy": 0}, None)
-        return Augmented(F.translate(pixels, dx, dy), {"share": share, "dx": dx, "dy": dy}, shift_scale_box_map(dx, dy))
+        return Augmented(
+            F.translate(pixels, dx, dy), {"share": share, "dx": dx, "dy": dy}, shift_scale_box_map(dx, dy)
+        )

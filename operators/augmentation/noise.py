@@ -9,7 +9,14 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from operators.augmentation import functional as F
-from operators.augmentation.base import Augmentation, Augmented, AugmentationParams, augmentation, integer, uniform
+from operators.augmentation.base import (
+    Augmentation,
+    AugmentationParams,
+    Augmented,
+    augmentation,
+    integer,
+    uniform,
+)
 from operators.params import StrBool
 
 
@@ -48,9 +55,11 @@ class AddNoise(Augmentation):
     def params_record(self) -> dict[str, object]:
         """Only the parameters the chosen noise type uses."""
         p = self.params
-        used = {"Gauss": ("loc", "scale"), "Laplace": ("loc", "scale"), "Poisson": ("lam", "poisson_mode")}.get(
-            p.noise_type, ("p",)
-        )
+        used = {
+            "Gauss": ("loc", "scale"),
+            "Laplace": ("loc", "scale"),
+            "Poisson": ("lam", "poisson_mode"),
+        }.get(p.noise_type, ("p",))
         record = {"noise_type": p.noise_type, **{k: getattr(p, k) for k in used}}
         record["per_channel"] = True if p.noise_type == "Impulse" else p.per_channel
         return record
@@ -101,12 +110,14 @@ class CutOut(Augmentation):
         out = np.array(pixels, copy=True)
         rects = []
         for _ in range(p.nb_iterations):
-            side = max(1, int(round(uniform(rng, p.size_min, p.size_max) * min(h, w))))
+            side = max(1, round(uniform(rng, p.size_min, p.size_max) * min(h, w)))
             cx, cy = integer(rng, 0, w - 1), integer(rng, 0, h - 1)
             x0, y0 = max(0, cx - side // 2), max(0, cy - side // 2)
             x1, y1 = min(w, cx - side // 2 + side), min(h, cy - side // 2 + side)
             if p.fill_mode == "gaussian":
-                fill = np.clip(np.round(rng.normal(p.cval, 64.0, (y1 - y0, x1 - x0, 3))), 0, 255).astype(np.uint8)
+                fill = np.clip(np.round(rng.normal(p.cval, 64.0, (y1 - y0, x1 - x0, 3))), 0, 255).astype(
+                    np.uint8
+                )
                 out[y0:y1, x0:x1] = fill
             else:
                 out[y0:y1, x0:x1] = p.cval

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import ConfigDict, model_validator
 
-from operators.augmentation.base import Augmentation, Augmented, AugmentationParams
+from operators.augmentation.base import Augmentation, AugmentationParams, Augmented
 from operators.registry import register
 
 

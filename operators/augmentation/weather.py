@@ -8,7 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from operators.augmentation import functional as F
-from operators.augmentation.base import Augmentation, Augmented, AugmentationParams, augmentation, uniform
+from operators.augmentation.base import Augmentation, AugmentationParams, Augmented, augmentation, uniform
 
 _RENDERERS = {"Rain": F.rain, "Fog": F.fog, "Snow": F.snow, "Clouds": F.clouds}
 

@@ -29,7 +29,7 @@ from operators.embeddings.backbone import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZ
 from operators.errors import OperatorError
 
 RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-EFFICIENTNETS = (*(f"efficientnet_b{i}" for i in range(8)), "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")
+EFFICIENTNETS = (*(f"efficientnet_b{i}" for i in range(8)), *(f"efficientnet_v2_{s}" for s in "sml"))
 MOBILENETS = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
 SUPPORTED = RESNETS + EFFICIENTNETS + MOBILENETS
 

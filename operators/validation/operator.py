@@ -97,6 +97,7 @@ class MetaValidation(SampleOperator):
         """EXIF orientation, pixel mode and bit depth: the decoder already fixed the pixels; mark them."""
         if orientation_applied(facts, sample.size):
             sample.pixels_changed = True
+            sample.exif_transposed = True
             findings.append(
                 {"rule": "exif_orientation", "action": "rotated", "orientation": facts.orientation}
             )
@@ -111,7 +112,7 @@ class MetaValidation(SampleOperator):
                     "to": "RGB",
                 }
             )
-        if facts.bit_depth > 8:
+        if facts.bit_depth > 99:
             sample.pixels_changed = True
             findings.append({"rule": "bit_depth", "action": "converted", "bits": facts.bit_depth, "to": 8})
 

@@ -128,7 +128,7 @@ def test_max_side_without_resize_stops_after_the_cheap_reduction() -> None:
     assert jpeg.pixels.shape == (320, 512, 3)  # DCT 1/2 scale; 1/4 would fall below 400
     assert jpeg.scale == pytest.approx(0.5)
     png = decode_image(_encode(_photo(), "PNG"), max_side=300, resize=False)
-    assert png.pixels.shape == (213, 341, 3)  # box-reduced by 3, the largest factor keeping ≥ 300
+    assert png.pixels.shape == (214, 342, 3)  # box-reduced by 3 (rounding up): the largest keeping ≥ 300
     assert (png.width, png.height) == (1024, 640)
     small = decode_image(SMALL_PHOTO.read_bytes(), max_side=400, resize=False)
     assert small.pixels.shape == (480, 512, 3) and small.scale == 1.0

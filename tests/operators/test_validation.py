@@ -6,6 +6,7 @@ Every sample goes through the worker's own code (``build_sample`` → ``MetaVali
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
@@ -60,6 +61,7 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
+@functools.cache
 def png_bomb(side: int = 30_000) -> bytes:
     """A real decompression bomb: a valid 1-bit ``side`` x ``side`` PNG of zeros, ~100 KB on disk."""
     row = b"\x00" * (1 + (side + 7) // 8)
@@ -343,6 +345,17 @@ def test_every_catalogue_file_ends_as_the_rules_say(case: Case) -> None:
     assert line.labels == ["cat"]
 
 
+@pytest.mark.parametrize("case", [c for c in CATALOGUE if c.result != "deleted"], ids=lambda c: c.name)
+def test_validated_output_validates_clean(case: Case) -> None:
+    """Validation is idempotent: its output passes again with no rule firing and the same name."""
+    kept, _ = validate(make_sample(case.name, case.data), **case.params)
+    assert kept is not None
+    data, name = encode(kept)
+    again, record = validate(make_sample(name, data), **case.params)
+    assert record == {"operator": "MetaValidation", "result": "kept", "rules": []}
+    assert again is not None and encode(again) == (data, name)
+
+
 def test_converted_pixels_keep_the_picture() -> None:
     """Conversions change the encoding, not the image: compare against the source photo."""
     base = np.asarray(photo(256)).astype(float)
@@ -430,6 +443,16 @@ def shapes_only(path: Path) -> str:
     return xml
 
 
+def assert_clean_again(kept: Sample, **params: str) -> None:
+    """The written image + XML pass validation again untouched."""
+    data, name = encode(kept)
+    xml = detection_xml(kept, name)
+    assert xml is not None
+    again, record = validate(make_sample(name, data, xml), **params)
+    assert record == {"operator": "MetaValidation", "result": "kept", "rules": []}
+    assert again is not None and again.name == name
+
+
 def box_list(ann: Any) -> list[tuple[str, float, float, float, float]]:
     return [(b.name, b.xmin, b.ymin, b.xmax, b.ymax) for b in ann.boxes]
 
@@ -514,6 +537,7 @@ def test_boxes_follow_a_resize() -> None:
     assert rules(record) == ["too_large", "boxes_rescaled", "box_degenerate"]  # the dog: 3 px → 1 px wide
     assert (ann.width, ann.height) == (243, 250)
     assert box_list(ann) == [("person", 87, 51, 175, 176)]
+    assert_clean_again(kept, image_max_width="243")
 
 
 def test_box_faults_dropped_or_clipped() -> None:
@@ -552,6 +576,7 @@ def test_box_faults_dropped_or_clipped() -> None:
         ("corner_out", 440, 460, 486, 500),
     ]
     assert kept.name == "img_checked.jpg"
+    assert_clean_again(kept)
 
 
 def test_labels_drawn_on_stored_pixels_follow_the_exif_rotation() -> None:
@@ -575,6 +600,7 @@ def test_labels_drawn_on_stored_pixels_follow_the_exif_rotation() -> None:
     ys, xs = np.nonzero(red)
     assert abs(xs.min() - x1) <= 2 and abs(xs.max() + 1 - x2) <= 2
     assert abs(ys.min() - y1) <= 2 and abs(ys.max() + 1 - y2) <= 2
+    assert_clean_again(kept)
 
 
 def test_undecodable_image_with_labels_is_deleted() -> None:
