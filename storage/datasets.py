@@ -324,7 +324,7 @@ def page_samples(
             total += 1
         return total, page
     total = sum(1 for _ in matching())
-    start, stop = max(total - offset - limit, 0), total - offset + 1
+    start, stop = max(total - offset - limit, 0), total - offset
     page = []
     if stop > 0:
         with closing(matching()) as samples:

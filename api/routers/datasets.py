@@ -94,7 +94,7 @@ def list_samples(
     dataset_id: str,
     session: SessionDep,
     store: StoreDep,
-    version_id: Annotated[str | None, Query(max_length=200)] = None,
+    version_id: str | None = None,  # an unknown or malformed id is 4353, like the path ids
     offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     order: Order = "desc",

@@ -454,13 +454,13 @@ def snow(
     h, w = pixels.shape[:2]
     count = round(intensity * h * w / 300.0)
     unit = max(1.0, min(h, w) / 320.0)
-    radii = np.maximum(1, np.round(rng.uniform(0.5, 2.5, count) * unit)).astype(int)
+    radii = np.maximum(1, np.round(rng.uniform(0.8, 3.0, count) * unit)).astype(int)
     xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)
-    opacity = rng.uniform(0.6, 1.0, count)
+    opacity = rng.uniform(0.7, 1.0, count)
     layer = np.zeros((h, w), dtype=np.float32)
     for x, y, r, o in zip(xs, ys, radii, opacity, strict=True):
         cv2.circle(layer, (int(x), int(y)), int(r), float(o), -1, cv2.LINE_AA)
-    layer = cv2.GaussianBlur(layer, (0, 0), 0.8 * unit)
+    layer = np.minimum(1.0, 1.4 * cv2.GaussianBlur(layer, (0, 0), 0.6 * unit))
     hazy = pixels.astype(np.float32)
     hazy += (255.0 - hazy) * (0.15 * intensity)
     return blend(hazy, 255.0, np.clip(layer, 0.0, 1.0)), {"snow_flakes": count}

@@ -119,10 +119,21 @@ def safe_load(data: bytes, source: str) -> Any:
         with torch.serialization.safe_globals(extra):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
-        raise CheckpointError(
-            f"cannot load checkpoint {source}: not a readable PyTorch file ({reason})"
-        ) from exc
+        raise CheckpointError(f"cannot load checkpoint {source}: {_why(data, exc)}") from exc
+
+
+def _why(data: bytes, exc: Exception) -> str:
+    """A short reason for a failed ``torch.load`` (torch's own messages are long and generic)."""
+    if not data:
+        return "the file is empty"
+    if data[:4] == b"PK\x03\x04":
+        return "the file is a damaged or truncated torch.save archive"
+    if data[:1] != b"\x80":
+        return f"the file is not a torch.save checkpoint (it starts with {data[:8]!r})"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if "Unsupported" in ln or "error" in ln.lower()] or lines[-1:]
+    detail = useful[0] if useful else ""
+    return f"the legacy-format file cannot be read safely ({detail[:160] or exc.__class__.__name__})"
 
 
 def _arch_from(obj: Mapping[str, Any]) -> str | None:
@@ -190,31 +201,47 @@ def _head_name(arch: str) -> str:
 
 def _body(state: Mapping[str, Any], arch: str) -> dict[str, Any]:
     head = _head_name(arch) + "."
-    return {
-        k: v for k, v in state.items() if not k.startswith(head) and not k.endswith("num_batches_tracked")
-    }
+    return {k: v for k, v in state.items() if not k.startswith(head)}
 
 
-def _skeleton(arch: str) -> Any:
-    import torch
-    import torchvision
+# (tensor count, element count) of each architecture's weights without the classifier head and the
+# BatchNorm step counters; tests/operators/test_embeddings.py checks these against torchvision.
+FINGERPRINTS: dict[tuple[int, int], str] = {
+    (100, 11186112): "resnet18",
+    (180, 21301696): "resnet34",
+    (265, 23561152): "resnet50",
+    (520, 42605504): "resnet101",
+    (775, 58295232): "resnet152",
+    (309, 4049564): "efficientnet_b0",
+    (437, 6575232): "efficientnet_b1",
+    (437, 7768562): "efficientnet_b2",
+    (494, 10783528): "efficientnet_b3",
+    (608, 17673816): "efficientnet_b4",
+    (736, 28513520): "efficientnet_b5",
+    (850, 40960136): "efficientnet_b6",
+    (1035, 64097680): "efficientnet_b7",
+    (670, 20331360): "efficientnet_v2_s",
+    (961, 53150388): "efficientnet_v2_m",
+    (1329, 117746848): "efficientnet_v2_l",
+    (260, 2257984): "mobilenet_v2",
+    (206, 939120): "mobilenet_v3_small",
+    (262, 2996352): "mobilenet_v3_large",
+}
 
-    with torch.device("meta"):
-        return torchvision.models.get_model(arch, weights=None)
 
-
-def _signature(state: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in state.items()}
+def fingerprint(state: Mapping[str, Any], arch_family: str) -> tuple[int, int]:
+    """(tensor count, element count) of ``state`` without the head (``fc`` or ``classifier``)."""
+    body = {k: v for k, v in _body(state, arch_family).items() if not k.endswith("num_batches_tracked")}
+    return len(body), sum(int(v.numel()) for v in body.values())
 
 
 def infer_arch(state: Mapping[str, Any]) -> str | None:
-    """The supported architecture whose tensor names and shapes (head excluded) match ``state``."""
-    family = RESNETS if any(k.startswith("layer1.") for k in state) else EFFICIENTNETS + MOBILENETS
-    for arch in family:
-        want = _signature(_body(state, arch))
-        if want == _signature(_body(_skeleton(arch).state_dict(), arch)):
-            return arch
-    return None
+    """The supported architecture whose weights (head excluded) have the size of ``state``'s.
+
+    A cheap lookup; the strict ``load_state_dict`` that follows checks every name and shape.
+    """
+    family = "resnet" if any(k.startswith("layer1.") for k in state) else "classifier"
+    return FINGERPRINTS.get(fingerprint(state, family))
 
 
 def _normalise_arch(name: str) -> str:
@@ -224,6 +251,40 @@ def _normalise_arch(name: str) -> str:
     if arch.startswith("efficientnet") and not arch.startswith("efficientnet_"):
         arch = "efficientnet_" + arch[len("efficientnet") :]
     return arch
+
+
+def _skeleton(arch: str) -> Any:
+    """The architecture without memory (meta tensors): no random initialisation to pay for."""
+    import torch
+    import torchvision
+
+    with torch.device("meta"):
+        return torchvision.models.get_model(arch, weights=None)
+
+
+def _assign(model: Any, state: Mapping[str, Any], source: str, arch: str) -> Any:
+    """Load ``state`` into a meta-device ``model`` strictly (BatchNorm step counters may be absent)."""
+    import torch
+
+    try:
+        result = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).strip().splitlines()
+        raise CheckpointError(
+            f"checkpoint {source} does not fit {arch}: {detail[1].strip() if len(detail) > 1 else exc}"
+        ) from exc
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"checkpoint {source} does not fit {arch}: missing {missing[:3]}, "
+            f"unexpected {result.unexpected_keys[:3]} ({len(missing)} missing, "
+            f"{len(result.unexpected_keys)} unexpected tensors)"
+        )
+    for module in model.modules():
+        for name, buf in list(module.named_buffers(recurse=False)):
+            if buf is not None and buf.is_meta:
+                module.register_buffer(name, torch.zeros(buf.shape, dtype=buf.dtype))
+    return model
 
 
 def _headless(model: Any, arch: str) -> Any:
@@ -243,7 +304,6 @@ def _dim_of(model: Any) -> int:
 def load_checkpoint(data: bytes, source: str, sidecar: Mapping[str, Any] | None = None) -> Backbone:
     """A ``Backbone`` from checkpoint bytes; ``CheckpointError`` (clear message) when unusable."""
     import torch
-    import torchvision
 
     meta = dict(sidecar or {})
     obj, file_arch = _unwrap(safe_load(data, source), source)
@@ -273,15 +333,7 @@ def load_checkpoint(data: bytes, source: str, sidecar: Mapping[str, Any] | None 
                 f"checkpoint {source}: architecture {arch!r} is not supported "
                 f"(supported: {', '.join(SUPPORTED)})"
             )
-        model = _headless(torchvision.models.get_model(arch, weights=None), arch)
-        result = model.load_state_dict(_body(state, arch), strict=False)
-        missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-        if missing or result.unexpected_keys:
-            raise CheckpointError(
-                f"checkpoint {source} does not fit {arch}: missing {missing[:3]}, "
-                f"unexpected {result.unexpected_keys[:3]} ({len(missing)} missing, "
-                f"{len(result.unexpected_keys)} unexpected tensors)"
-            )
+        model = _assign(_headless(_skeleton(arch), arch), _body(state, arch), source, arch)
     model = model.float().eval()
     try:
         dim = _dim_of(model)

@@ -1,4 +1,4 @@
-"""Compact per-sample features for selection: content hash, detail score, perceptual hash.
+"""Compact per-sample features for selection: content hash, labels, and a quality score.
 
 Pure functions over bytes and pixels; the operators keep only what these return between batches.
 """
@@ -6,14 +6,30 @@ Pure functions over bytes and pixels; the operators keep only what these return 
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from operators.sample import Sample
 
-_PHASH_SIDE = 32
-_PHASH_KEEP = 8
+# IJG (libjpeg) standard luminance quantisation table, quality 50.
+_IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56]
+    + [14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92]
+    + [49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+)
+_QUALITIES = np.arange(1, 101)
+_SCALES = np.where(_QUALITIES < 50, 5000.0 / _QUALITIES, 200.0 - 2.0 * _QUALITIES)
+_IJG_SORTED = np.sort(np.clip(np.floor((_IJG_LUMA[None] * _SCALES[:, None] + 50) / 100), 1, 255), axis=1)
+
+LOSSLESS_QUALITY = 100
+REENCODED_QUALITY = 95  # what the worker writes a changed sample with
+QUALITY_CAP = 95  # encodings at or above this count as lossless
+SHARPNESS_SIDE = 256
 
 
 def content_hash(sample: Sample) -> bytes:
@@ -23,7 +39,8 @@ def content_hash(sample: Sample) -> bytes:
     pixels (with their shape) are hashed instead, so identical inputs still hash the same.
     """
     digest = hashlib.blake2b(digest_size=16)
-    if sample.data is not None and not sample.pixels_changed and not sample.format_changed:
+    if bytes_valid(sample):
+        assert sample.data is not None
         digest.update(b"bytes:")
         digest.update(sample.data)
     else:
@@ -34,37 +51,69 @@ def content_hash(sample: Sample) -> bytes:
     return digest.digest()
 
 
-def gray(pixels: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB → HxW uint8 luma."""
-    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+def bytes_valid(sample: Sample) -> bool:
+    """The original file bytes still describe the sample (no earlier operator changed it)."""
+    return sample.data is not None and not sample.pixels_changed and not sample.format_changed
 
 
-def detail_score(pixels: np.ndarray) -> float:
-    """How much real detail an image holds: area × Laplacian variance / intensity variance.
+def is_labelled(sample: Sample) -> bool:
+    """Classification labels or at least one detection box."""
+    return bool(sample.labels) or bool(sample.detection and sample.detection.boxes)
 
-    The Laplacian variance per pixel of a natural image barely changes when it is scaled down and
-    drops by s⁴ when it is scaled up by s, so the product with the area is largest for the original
-    of a resized copy, and lower for blurred, heavily compressed or cropped copies. Dividing by the
-    intensity variance makes it blind to brightness and contrast changes. Flat images score 0.
+
+def jpeg_quality(data: bytes) -> int | None:
+    """The IJG quality (1–100) whose luminance table is closest to the file's; None if not a JPEG.
+
+    Only the header is parsed. Tables are compared sorted, so zig-zag or natural order and
+    non-IJG encoders still land on the nearest IJG quality.
     """
-    luma = gray(pixels).astype(np.float32)
-    variance = float(luma.var())
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG":
+                return None
+            tables = getattr(image, "quantization", None) or {}
+            luma = tables.get(0)
+    except Exception:
+        return None
+    if luma is None or len(luma) != 64:
+        return None
+    err = np.abs(_IJG_SORTED - np.sort(np.asarray(luma, np.float64))).sum(axis=1)
+    return int(_QUALITIES[int(np.argmin(err))])
+
+
+def encoding_quality(sample: Sample) -> int:
+    """Estimated encoding quality of the file the sample came from (lossless formats: 100)."""
+    if not bytes_valid(sample):
+        return REENCODED_QUALITY
+    assert sample.data is not None
+    quality = jpeg_quality(sample.data)
+    return LOSSLESS_QUALITY if quality is None else quality
+
+
+def sharpness(pixels: np.ndarray, side: int = SHARPNESS_SIDE) -> float:
+    """Laplacian variance over intensity variance, measured with the longest side reduced to ``side``.
+
+    At a common size, compression noise and resampling mostly average out, while real blur still
+    lowers the score; dividing by the intensity variance ignores brightness and contrast.
+    """
+    luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    height, width = luma.shape
+    ratio = side / max(height, width)
+    if ratio < 1:
+        size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+        luma = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
+    values = luma.astype(np.float32)
+    variance = float(values.var())
     if variance < 1e-6:
         return 0.0
-    lap = cv2.Laplacian(luma, cv2.CV_32F, ksize=1)
-    return float(luma.size * float(lap.var()) / variance)
+    return float(cv2.Laplacian(values, cv2.CV_32F).var()) / variance
 
 
-def phash64(pixels: np.ndarray) -> int:
-    """64-bit DCT perceptual hash (pHash): the sign of the 8×8 lowest frequencies of a 32×32 luma
-    thumbnail against their median (DC excluded from the median, as imagehash does)."""
-    small = cv2.resize(gray(pixels), (_PHASH_SIDE, _PHASH_SIDE), interpolation=cv2.INTER_AREA)
-    coeffs = cv2.dct(small.astype(np.float32))[:_PHASH_KEEP, :_PHASH_KEEP].ravel()
-    bits = coeffs > np.median(coeffs[1:])
-    return int(np.packbits(bits).view(">u8")[0])
+def quality_score(pixel_count: int, quality: int, sharp: float) -> float:
+    """log2(pixels) + 2·log2(encoding quality / 95, capped at 1) + log2(sharpness).
 
-
-def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Bitwise Hamming distance between two arrays of uint64 hashes."""
-    x = np.bitwise_xor(a.astype(np.uint64), b.astype(np.uint64))
-    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1).astype(np.int64)
+    One unit is "twice the pixels": a copy at half the width and height loses 2, a JPEG re-encoded
+    at quality 47 from a lossless original loses 2, an image whose Laplacian energy halves loses 1.
+    """
+    q = min(quality, QUALITY_CAP) / QUALITY_CAP
+    return math.log2(max(pixel_count, 1)) + 2.0 * math.log2(max(q, 0.01)) + math.log2(max(sharp, 1e-3))

@@ -26,41 +26,61 @@ def thumbnail(pixels: np.ndarray) -> np.ndarray:
     return cv2.resize(luma, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
-def _normalise(patches: np.ndarray) -> np.ndarray:
-    """Zero-mean, unit-norm rows (flat patches become all zeros, so they correlate with nothing)."""
-    patches = patches - patches.mean(axis=-1, keepdims=True)
-    norm = np.linalg.norm(patches, axis=-1, keepdims=True)
-    return patches / np.maximum(norm, 1e-3)
+def _crop_resize_matrix(scale: float) -> np.ndarray:
+    """24×32 matrix M such that M @ v is the central 24 samples of ``v`` resized by ``scale`` (as cv2 does)."""
+    size = round(THUMB * scale)
+    eye = np.eye(THUMB, dtype=np.float32)
+    resized = cv2.resize(eye, (THUMB, size), interpolation=cv2.INTER_LINEAR)  # size × 32
+    offset = (size - _INNER) // 2
+    return np.ascontiguousarray(resized[offset : offset + _INNER])
 
 
-def _windows(thumbs: np.ndarray) -> np.ndarray:
-    """U×32×32 → U×81×576: every 24×24 window of each thumbnail, normalised."""
-    view = np.lib.stride_tricks.sliding_window_view(thumbs.astype(np.float32), (_INNER, _INNER), axis=(1, 2))
-    return _normalise(view.reshape(len(thumbs), _SHIFTS * _SHIFTS, _INNER * _INNER))
+_CROPS = np.stack([_crop_resize_matrix(s) for s in SCALES])  # 3 × 24 × 32
 
 
 def _templates(thumbs: np.ndarray) -> np.ndarray:
-    """U×32×32 → U×576×9: the central 24×24 of each thumbnail at 3×3 axis scales, normalised."""
-    out = np.empty((len(thumbs), len(SCALES) ** 2, _INNER * _INNER), np.float32)
-    for u, thumb in enumerate(thumbs.astype(np.float32)):
-        k = 0
-        for sx in SCALES:
-            for sy in SCALES:
-                w, h = round(THUMB * sx), round(THUMB * sy)
-                scaled = cv2.resize(thumb, (w, h), interpolation=cv2.INTER_LINEAR)
-                x0, y0 = (w - _INNER) // 2, (h - _INNER) // 2
-                out[u, k] = scaled[y0 : y0 + _INNER, x0 : x0 + _INNER].ravel()
-                k += 1
-    return np.ascontiguousarray(_normalise(out).transpose(0, 2, 1))
+    """P×32×32 → P×9×576: the central 24×24 at 3×3 axis scales, zero-mean and unit-norm."""
+    rows = np.matmul(_CROPS[None], thumbs[:, None])  # P×3×24×32: rows cropped and rescaled
+    t = np.matmul(rows[:, :, None], _CROPS.transpose(0, 2, 1)[None, None])  # P×3×3×24×24
+    t = t.reshape(len(thumbs), len(SCALES) ** 2, _INNER * _INNER)
+    t = t - t.mean(axis=2, keepdims=True)
+    return t / np.maximum(np.linalg.norm(t, axis=2, keepdims=True), 1e-3)
 
 
-def layout_correlation(thumbs_a: np.ndarray, thumbs_b: np.ndarray, chunk: int = 256) -> np.ndarray:
+def _window_norms(images: np.ndarray) -> np.ndarray:
+    """P×9×9: the norm of every zero-mean 24×24 window, from integral images."""
+
+    def box(x: np.ndarray) -> np.ndarray:
+        c = np.zeros((len(x), THUMB + 1, THUMB + 1), np.float64)
+        c[:, 1:, 1:] = x.cumsum(axis=1).cumsum(axis=2)
+        return c[:, _INNER:, _INNER:] - c[:, :_SHIFTS, _INNER:] - c[:, _INNER:, :_SHIFTS] + c[:, :_SHIFTS, :_SHIFTS]
+
+    x = images.astype(np.float64)
+    total, squares = box(x), box(x * x)
+    energy = squares - total * total / (_INNER * _INNER)
+    return np.sqrt(np.maximum(energy, 1e-6)).astype(np.float32)
+
+
+def _correlate(images: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """Best normalised correlation of each image (P×32×32) with its 9 templates over all ±4 px shifts.
+
+    Cross-correlation through the FFT; templates are zero-mean, so a window's mean drops out of
+    the dot product and only its norm (from integral images) is needed.
+    """
+    padded = np.zeros((len(images), templates.shape[1], THUMB, THUMB), np.float32)
+    padded[:, :, :_INNER, :_INNER] = templates.reshape(len(images), -1, _INNER, _INNER)
+    spectrum = np.fft.rfft2(images)[:, None] * np.conj(np.fft.rfft2(padded))
+    dots = np.fft.irfft2(spectrum, s=(THUMB, THUMB))[:, :, :_SHIFTS, :_SHIFTS]  # P×9×9×9
+    return (dots / _window_norms(images)[:, None]).max(axis=(1, 2, 3))
+
+
+def layout_correlation(thumbs_a: np.ndarray, thumbs_b: np.ndarray, chunk: int = 512) -> np.ndarray:
     """Best normalised cross-correlation ρ ∈ [-1, 1] of each pair (thumbs_a[i], thumbs_b[i])."""
     out = np.empty(len(thumbs_a), np.float32)
     for start in range(0, len(thumbs_a), chunk):
-        a = thumbs_a[start : start + chunk]
-        b = thumbs_b[start : start + chunk]
-        ab = np.matmul(_windows(a), _templates(b)).max(axis=(1, 2))
-        ba = np.matmul(_windows(b), _templates(a)).max(axis=(1, 2))
+        a = np.asarray(thumbs_a[start : start + chunk], np.float32)
+        b = np.asarray(thumbs_b[start : start + chunk], np.float32)
+        ab = _correlate(a, _templates(b))
+        ba = _correlate(b, _templates(a))
         out[start : start + len(a)] = np.maximum(ab, ba)
     return np.clip(out, -1.0, 1.0)

@@ -112,7 +112,7 @@ class MetaValidation(SampleOperator):
                     "to": "RGB",
                 }
             )
-        if facts.bit_depth > 99:
+        if facts.bit_depth > 8:
             sample.pixels_changed = True
             findings.append({"rule": "bit_depth", "action": "converted", "bits": facts.bit_depth, "to": 8})
 

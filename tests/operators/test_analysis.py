@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -164,7 +165,8 @@ def test_clarity_does_not_depend_on_resolution(
     operator: FeatureAnalysis, photos: dict[str, np.ndarray]
 ) -> None:
     """The same photo at 640, 1280 and 2560 px wide (PIL Lanczos, JPEG q90): clarity within 10 %."""
-    names = [name for name in PHOTO_NAMES if not name.startswith("opencv-right")]  # right* ≈ left*
+    # Without the 26 chessboard calibration shots (near-identical scenes), to keep the test short.
+    names = [name for name in PHOTO_NAMES if not re.match(r"opencv-(left|right)\d", name)]
     assert len(names) >= 40
     worst = (0.0, "")
     for name in names:

@@ -54,7 +54,9 @@ def chi_square_p(observed_values: np.ndarray, noise: F.IntegerNoise) -> float:
 @pytest.mark.parametrize(("loc", "scale"), [(0.0, 1.0), (3.0, 10.0), (-5.0, 15.0)])
 def test_gaussian_noise_has_requested_mean_and_std(loc: float, scale: float) -> None:
     src = photo()
-    out, evidence = run({"noise_type": "Gauss", "loc": str(loc), "scale": str(scale), "per_channel": "True"}, src)
+    out, evidence = run(
+        {"noise_type": "Gauss", "loc": str(loc), "scale": str(scale), "per_channel": "True"}, src
+    )
     keep = unclipped(src, abs(loc) + 5 * scale + 1)  # P(clip) < 3e-7
     noise = out.astype(np.int16)[keep] - src.astype(np.int16)[keep]
     n = noise.size
@@ -203,7 +205,8 @@ def test_noise_is_reproducible_from_the_recorded_seed() -> None:
     ).added[0]
     assert np.array_equal(replay.pixels, added.pixels)
     other = op.apply(
-        Sample(sample_id="cd" * 16, source="s", name="a.png", pixels=src, format="PNG"), np.random.default_rng(99)
+        Sample(sample_id="cd" * 16, source="s", name="a.png", pixels=src, format="PNG"),
+        np.random.default_rng(99),
     ).added[0]
     assert not np.array_equal(other.pixels, added.pixels)
     assert added.name == "a_AddNoise.png" and added.format == "PNG"
