@@ -22,7 +22,8 @@ def verify(
 ) -> bool:
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(_mac(secret, project_id, uri, expires), signature)
+    # bytes, not str: compare_digest refuses non-ASCII strings (a forged signature may hold any text)
+    return hmac.compare_digest(_mac(secret, project_id, uri, expires).encode(), signature.encode())
 
 
 def signed_url(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -93,6 +94,7 @@ def decode_image(
     max_side: int | None = None,
     apply_exif: bool = True,
     resize: bool = True,
+    fast_jpeg: bool = False,
 ) -> DecodedImage:
     """Decode ``data`` to RGB pixels within ``limits``.
 
@@ -101,6 +103,13 @@ def decode_image(
     integer factor, and a bilinear resize covers the remaining factor (< 2), which keeps decoding of
     large photos cheap. ``resize=False`` skips that last step (the longest side then stays below
     2 × ``max_side``), for callers that only resize what they need, e.g. one grey channel.
+
+    ``fast_jpeg=True`` lets OpenCV's libjpeg-turbo decode colour JPEGs whose structure is complete
+    (scan data followed by an end-of-image marker), straight into a numpy array: 2× less CPU than
+    PIL, which decodes into 4-byte pixels and repacks them. Pixels are identical; header checks,
+    limits and EXIF handling are the same. The difference is tolerance: libjpeg recovers from
+    corrupt entropy-coded data (garbled blocks) where PIL raises, so keep the default (strict) for
+    validation and use the fast path for statistics. Truncated files fail either way.
     """
     limits = limits or DecodeLimits()
     if max_side is not None and max_side < 1:
@@ -111,6 +120,12 @@ def decode_image(
         raise DecodeError("decoder misconfigured: PIL LOAD_TRUNCATED_IMAGES is enabled")
     image = _open(data, limits)
     try:
+        if fast_jpeg and image.format == "JPEG" and image.mode == "RGB" and _jpeg_is_complete(data):
+            decoded = _decode_jpeg_opencv(
+                data, image, max_side=max_side, apply_exif=apply_exif, resize=resize
+            )
+            if decoded is not None:
+                return decoded
         return _decode_opened(image, max_side=max_side, apply_exif=apply_exif, resize=resize)
     except DecodeError:
         raise
@@ -198,6 +213,112 @@ def _decode_opened(
         scale=pixels.shape[1] / full_w,
         orientation=orientation,
     )
+
+
+def _jpeg_is_complete(data: bytes | bytearray | memoryview) -> bool:
+    """Whether the stream reaches its scan data and an end-of-image marker follows it.
+
+    Walks the marker segments from SOI to the first SOS (a handful of length-prefixed segments), then
+    looks for the last EOI: entropy-coded data cannot contain FF D9 (FF is byte-stuffed), so a file
+    cut anywhere after the header has no EOI after the SOS, even when an EXIF thumbnail has one.
+    """
+    view = bytes(data[:2])
+    if view != b"\xff\xd8":
+        return False
+    size = len(data)
+    position = 2
+    while position + 4 <= size:
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan
+            end = bytes(data).rfind(b"\xff\xd9")
+            return end > position
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        length = (data[position + 2] << 8) | data[position + 3]
+        if length < 2:
+            return False
+        position += 2 + length
+    return False
+
+
+_OPENCV_REDUCED = {
+    1: 0,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+def _dct_scale(width: int, height: int, max_side: int | None) -> int:
+    """The JPEG DCT reduction (1, 2, 4 or 8) PIL's ``draft`` picks for ``max_side``."""
+    if max_side is None or max(width, height) <= max_side:
+        return 1
+    ratio = max_side / max(width, height)
+    wanted = min(width // max(1, math.ceil(width * ratio)), height // max(1, math.ceil(height * ratio)))
+    return next(scale for scale in (8, 4, 2, 1) if wanted >= scale)
+
+
+def _decode_jpeg_opencv(
+    data: bytes | bytearray | memoryview,
+    header: ImageFile.ImageFile,
+    *,
+    max_side: int | None,
+    apply_exif: bool,
+    resize: bool,
+) -> DecodedImage | None:
+    """OpenCV decode of a complete YCbCr JPEG; None sends the file down the strict PIL path."""
+    full_w, full_h = header.size
+    scale = _dct_scale(full_w, full_h, max_side)
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION | _OPENCV_REDUCED[scale]
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    except cv2.error:
+        return None
+    expected = (-(-full_h // scale), -(-full_w // scale), 3)
+    if pixels is None or pixels.shape != expected:
+        return None
+    orientation = 1
+    if apply_exif:
+        try:
+            orientation = int(header.getexif().get(0x0112, 1))
+        except Exception:
+            orientation = 1
+        if orientation not in _ORIENT:
+            orientation = 1
+        pixels = np.ascontiguousarray(_ORIENT[orientation](pixels))
+        if orientation in (5, 6, 7, 8):
+            full_w, full_h = full_h, full_w
+    if resize and max_side is not None and max(pixels.shape[:2]) > max_side:
+        pixels = _resize_longest(pixels, max_side)
+    pixels.setflags(write=False)
+    return DecodedImage(
+        pixels=pixels,
+        width=int(full_w),
+        height=int(full_h),
+        format="JPEG",
+        mode=header.mode,
+        scale=pixels.shape[1] / full_w,
+        orientation=orientation,
+    )
+
+
+# EXIF orientation → the array transform PIL's ``exif_transpose`` applies.
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 def _apply_orientation(image: Image.Image) -> tuple[Image.Image, int]:

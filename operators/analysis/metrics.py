@@ -92,6 +92,17 @@ def brightness(rgb: np.ndarray) -> float:
     return histogram_mean(luma_histogram(luma(rgb)))
 
 
+def luma_stats(grey: np.ndarray) -> tuple[float, float, float]:
+    """(mean, median, 95th percentile) of a uint8 luma plane, in 0–1; percentiles from a histogram."""
+    hist = luma_histogram(grey)
+    cumulative = np.cumsum(hist)
+    total = float(cumulative[-1])
+    if total <= 0:
+        return 0.0, 0.0, 0.0
+    p50, p95 = np.searchsorted(cumulative, (total * 0.5, total * 0.95), side="left")
+    return float(cv2.mean(grey)[0]) / 255.0, min(int(p50), 255) / 255.0, min(int(p95), 255) / 255.0
+
+
 def saturation(rgb: np.ndarray) -> float:
     """Mean HSV saturation (max − min) / max in 0–1; 0 for grey images."""
     hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
@@ -107,9 +118,8 @@ def colorfulness(rgb: np.ndarray) -> float:
     pixels = np.ascontiguousarray(rgb)
     red, green, blue = cv2.split(pixels)
     rg = cv2.subtract(red, green, dtype=cv2.CV_16S)
-    yb2 = cv2.subtract(
-        cv2.add(red, green, dtype=cv2.CV_16S), cv2.add(blue, blue, dtype=cv2.CV_16S), dtype=cv2.CV_16S
-    )
+    red_green = cv2.add(red, green, dtype=cv2.CV_16S)
+    yb2 = cv2.subtract(red_green, cv2.add(blue, blue, dtype=cv2.CV_16S), dtype=cv2.CV_16S)
     mean_rg, std_rg = cv2.meanStdDev(rg)
     mean_yb2, std_yb2 = cv2.meanStdDev(yb2)  # 2·yb keeps integers exact; halve below
     sigma = float(np.hypot(std_rg[0, 0], std_yb2[0, 0] / 2.0))
@@ -216,10 +226,7 @@ def measure_pixels(
     if wanted & {"brightness", "blurriness"}:
         grey = to_analysis_size(luma(rgb))  # resizing one grey plane is 3× cheaper than RGB
         if "brightness" in wanted:
-            hist = luma_histogram(grey)
-            values["brightness"] = histogram_mean(hist)
-            values[LUMA_P50] = histogram_percentile(hist, 50)
-            values[LUMA_P95] = histogram_percentile(hist, 95)
+            values["brightness"], values[LUMA_P50], values[LUMA_P95] = luma_stats(grey)
         if "blurriness" in wanted:
             values["blurriness"] = clarity(grey)
     if wanted & {"brightness", "saturation", "colorfulness"}:
@@ -227,9 +234,10 @@ def measure_pixels(
         if wanted & {"brightness", "saturation"}:
             hsv = cv2.cvtColor(sample, cv2.COLOR_RGB2HSV)
             if "saturation" in wanted:
-                values["saturation"] = float(cv2.mean(cv2.extractChannel(hsv, 1))[0]) / 255.0
-            if "brightness" in wanted:
-                values[CLIPPED_FRACTION] = _fraction_at_least(cv2.extractChannel(hsv, 2), CLIP_LEVEL)
+                values["saturation"] = float(cv2.mean(hsv)[1]) / 255.0
+            if "brightness" in wanted:  # V = brightest channel
+                clipped = cv2.inRange(hsv, (0, 0, CLIP_LEVEL), (255, 255, 255))
+                values[CLIPPED_FRACTION] = cv2.countNonZero(clipped) / max(1, clipped.size)
         if "colorfulness" in wanted:
             values["colorfulness"] = colorfulness(sample)
     return {key: float(value) for key, value in values.items()}

@@ -71,7 +71,8 @@ class FeatureAnalysis(Operator):
         """Decode and measure one sample; an undecodable sample becomes a failure record, not an error."""
         try:
             # No final RGB resize: measure() shrinks only the luma plane to the analysis size.
-            image = decode_image(data, limits, max_side=self.decode_side, resize=False)
+            # fast_jpeg: statistics tolerate what libjpeg can recover; truncated files still fail.
+            image = decode_image(data, limits, max_side=self.decode_side, resize=False, fast_jpeg=True)
         except DecodeError as exc:
             return SampleMetrics(sample_id=sample_id, source=source, error=str(exc))
         return SampleMetrics(sample_id=sample_id, source=source, metrics=self.measure(image))

@@ -147,10 +147,78 @@ def additive_noise(
     return add_noise(pixels, noise.sample(rng, shape))
 
 
-def shot_noise(pixels: np.ndarray, photons_per_level: float, rng: np.random.Generator) -> np.ndarray:
-    """Signal-dependent Poisson (shot) noise: ``Poisson(v · k) / k``, so the variance is ``v / k``."""
-    counts = rng.poisson(pixels.astype(np.float64) * photons_per_level)
-    return np.clip(np.round(counts / photons_per_level), 0, 255).astype(np.uint8)
+_LEVEL_BITS = 12
+
+
+@dataclass(frozen=True)
+class LevelNoise:
+    """Signal-dependent noise: for each input grey level g a distribution over the output levels
+    0..255, sampled like :class:`IntegerNoise` with one 12-bit table row per level (2 MB)."""
+
+    cdf: np.ndarray
+    table: np.ndarray
+
+    @classmethod
+    def from_pmfs(cls, pmfs: np.ndarray) -> LevelNoise:
+        """``pmfs[g, j]`` = P(output j | input g)."""
+        weights = np.clip(np.asarray(pmfs, dtype=np.float64), 0.0, None)
+        cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+        cdf[:, -1] = 1.0
+        cdf = np.maximum.accumulate(cdf, axis=1)
+        buckets = 1 << _LEVEL_BITS
+        edges = np.arange(buckets + 1, dtype=np.float64) / buckets
+        table = np.empty((256, buckets), dtype=np.int16)
+        for g in range(256):
+            first = np.searchsorted(cdf[g], edges[:-1], side="right")
+            below_end = np.searchsorted(cdf[g], edges[1:], side="left")
+            table[g] = np.where(below_end > first, AMBIGUOUS, first)
+        # rows offset by their level, so one searchsorted serves every level (row g lies in [g, g+1])
+        offset = (cdf + np.arange(256)[:, None]).reshape(-1)
+        for array in (offset, table):
+            array.setflags(write=False)
+        return cls(cdf=offset, table=table.reshape(-1))
+
+    def sample(self, pixels: np.ndarray, rng: np.random.Generator, per_channel: bool) -> np.ndarray:
+        """New uint8 pixels; one uniform per value, or per pixel shared by its channels."""
+        shape = pixels.shape if per_channel else pixels.shape[:2]
+        buckets = rng.integers(0, 1 << _LEVEL_BITS, size=shape, dtype=np.uint16)
+        if not per_channel:
+            buckets = cv2.merge([buckets] * pixels.shape[2])
+        index = (pixels.astype(np.int32) << _LEVEL_BITS) | buckets
+        values = self.table.take(index)
+        flat = values.reshape(-1)
+        ambiguous = np.flatnonzero(flat == AMBIGUOUS)
+        if ambiguous.size:
+            level = pixels.reshape(-1)[ambiguous].astype(np.float64)
+            start = buckets.reshape(-1)[ambiguous].astype(np.float64)
+            if per_channel:
+                fine = rng.random(ambiguous.size)
+            else:  # channels of one pixel share their uniform, refinement included
+                pixel, which = np.unique(ambiguous // pixels.shape[2], return_inverse=True)
+                fine = rng.random(pixel.size)[which]
+            u = (start + fine) / (1 << _LEVEL_BITS)
+            u = np.minimum(u, np.nextafter((start + 1.0) / (1 << _LEVEL_BITS), 0.0))
+            flat[ambiguous] = np.searchsorted(self.cdf, level + u, side="right") - level.astype(np.int64) * 256
+        return values.astype(np.uint8)
+
+
+def shot_noise(photons_per_level: float) -> LevelNoise:
+    """Poisson (shot) noise: a value v becomes ``round(Poisson(v · k) / k)`` (clipped to 255), so the
+    noise variance is ``v / k`` grey levels²."""
+    k = photons_per_level
+    pmfs = np.zeros((256, 256), dtype=np.float64)
+    pmfs[0, 0] = 1.0
+    for g in range(1, 256):
+        lam = g * k
+        spread = 14.0 * math.sqrt(lam) + 20.0  # mass beyond 14 σ is below 1e-40
+        lo, hi = max(0, math.floor(lam - spread)), math.ceil(lam + spread)
+        counts = np.arange(lo, hi + 1, dtype=np.float64)
+        # log pmf by a running sum from the first count (no per-value lgamma)
+        steps = np.log(lam) - np.log(np.maximum(counts[1:], 1.0))
+        log_pmf = lo * math.log(lam) - lam - math.lgamma(lo + 1.0) + np.concatenate([[0.0], np.cumsum(steps)])
+        levels = np.minimum(np.round(counts / k), 255).astype(np.intp)
+        pmfs[g] = np.bincount(levels, weights=np.exp(log_pmf), minlength=256)[:256]
+    return LevelNoise.from_pmfs(pmfs)
 
 
 def replace_elements(
@@ -391,12 +459,16 @@ def smooth_field(
 
 
 def blend(pixels: np.ndarray, colour: np.ndarray | float, alpha: np.ndarray) -> np.ndarray:
-    """``pixels · (1 − α) + colour · α`` with a per-pixel α in [0, 1], rounded to uint8."""
-    base = pixels.astype(np.float32)
-    a = alpha[..., None] if alpha.ndim == 2 else alpha
-    colour_arr = colour[..., None] if isinstance(colour, np.ndarray) and colour.ndim == 2 else colour
-    out = base + (colour_arr - base) * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    """``pixels · (1 − α) + colour · α`` with a per-pixel α in [0, 1] (HxW float32), rounded to uint8.
+
+    ``colour`` is a grey level or an HxW / HxWx3 uint8 image.
+    """
+    if isinstance(colour, np.ndarray):
+        overlay = cv2.merge([colour] * 3) if colour.ndim == 2 else colour
+    else:
+        overlay = np.full_like(pixels, int(np.clip(np.floor(colour + 0.5), 0, 255)))
+    weight = np.clip(alpha, 0.0, 1.0).astype(np.float32)
+    return cv2.blendLinear(pixels, overlay, 1.0 - weight, weight)
 
 
 def fog(
@@ -406,7 +478,7 @@ def fog(
     h, w = pixels.shape[:2]
     field = smooth_field(rng, h, w, cell=max(h, w) / 3.0)
     brightness = float(rng.uniform(200.0, 240.0))
-    alpha = (intensity * (0.55 + 0.45 * field)).astype(np.float32)
+    alpha = intensity * (0.55 + 0.45 * field)
     return blend(pixels, brightness, alpha), {"fog_brightness": brightness}
 
 
@@ -419,48 +491,64 @@ def clouds(
     shade = smooth_field(rng, h, w, cell=max(h, w) / 8.0, octaves=3)
     threshold = 1.0 - 0.8 * intensity
     alpha = np.clip((density - threshold) / max(1e-3, 1.0 - threshold), 0.0, 1.0) ** 0.75
-    alpha = (alpha * min(1.0, 0.4 + intensity)).astype(np.float32)
-    colour = (255.0 * (0.82 + 0.18 * shade)).astype(np.float32)
+    alpha *= min(1.0, 0.4 + intensity)
+    colour = np.clip(np.floor(255.0 * (0.82 + 0.18 * shade) + 0.5), 0, 255).astype(np.uint8)
     return blend(pixels, colour, alpha), {"cloud_threshold": threshold}
+
+
+def _scaled(pixels: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    return apply_lut(pixels, lut_from_levels(levels))
 
 
 def rain(
     pixels: np.ndarray, rng: np.random.Generator, intensity: float
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Thin slanted streaks, slightly blurred, over a darkened scene."""
+    """Thin slanted streaks (four brightness levels), slightly blurred, over a darkened scene."""
     h, w = pixels.shape[:2]
     count = round(intensity * h * w / 250.0)
     slant = float(rng.uniform(-20.0, 20.0))
     length_scale = min(h, w) * (0.04 + 0.06 * intensity)
     lengths = rng.uniform(0.5, 1.0, count) * length_scale
     xs, ys = rng.uniform(0, w, count), rng.uniform(0, h, count)
-    brightness = rng.uniform(0.5, 1.0, count)
+    levels = rng.integers(0, 4, count)
     theta = math.radians(90.0 + slant)
-    dx, dy = np.cos(theta) * lengths, np.sin(theta) * lengths
+    ends = np.stack([xs + np.cos(theta) * lengths, ys + np.sin(theta) * lengths], axis=1)
+    segments = np.stack([np.stack([xs, ys], axis=1), ends], axis=1).astype(np.int32)  # (count, 2, 2)
     layer = np.zeros((h, w), dtype=np.float32)
     thickness = max(1, round(min(h, w) / 500.0))
-    for x, y, ex, ey, b in zip(xs, ys, dx, dy, brightness, strict=True):
-        cv2.line(layer, (int(x), int(y)), (int(x + ex), int(y + ey)), float(b), thickness, cv2.LINE_AA)
+    for level in range(4):
+        chosen = list(segments[levels == level])
+        if chosen:
+            cv2.polylines(layer, chosen, False, 0.5 + level / 6.0, thickness, cv2.LINE_AA)
     layer = cv2.GaussianBlur(layer, (0, 0), 0.7)
-    darkened = (pixels.astype(np.float32) * (1.0 - 0.25 * intensity)).clip(0, 255)
-    alpha = np.clip(layer * 0.75, 0.0, 1.0)
-    return blend(darkened, 210.0, alpha), {"rain_drops": count, "rain_slant_degrees": slant}
+    darkened = _scaled(pixels, _LEVELS * (1.0 - 0.25 * intensity))
+    return blend(darkened, 210.0, layer * 0.75), {"rain_drops": count, "rain_slant_degrees": slant}
 
 
 def snow(
     pixels: np.ndarray, rng: np.random.Generator, intensity: float
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Soft white flakes of a few sizes over a slightly whitened scene."""
+    """Soft white flakes of three sizes over a slightly whitened scene.
+
+    Flakes are drawn on a layer whose shorter side is about 320 px (1-3 px radius there) and the layer
+    is upsampled, so flakes keep their look, and the cost stays low, on large images.
+    """
     h, w = pixels.shape[:2]
     count = round(intensity * h * w / 300.0)
     unit = max(1.0, min(h, w) / 320.0)
-    radii = np.maximum(1, np.round(rng.uniform(0.8, 3.0, count) * unit)).astype(int)
-    xs, ys = rng.integers(0, w, count), rng.integers(0, h, count)
-    opacity = rng.uniform(0.7, 1.0, count)
-    layer = np.zeros((h, w), dtype=np.float32)
-    for x, y, r, o in zip(xs, ys, radii, opacity, strict=True):
-        cv2.circle(layer, (int(x), int(y)), int(r), float(o), -1, cv2.LINE_AA)
-    layer = np.minimum(1.0, 1.4 * cv2.GaussianBlur(layer, (0, 0), 0.6 * unit))
-    hazy = pixels.astype(np.float32)
-    hazy += (255.0 - hazy) * (0.15 * intensity)
-    return blend(hazy, 255.0, np.clip(layer, 0.0, 1.0)), {"snow_flakes": count}
+    lh, lw = max(1, round(h / unit)), max(1, round(w / unit))
+    sizes = rng.integers(0, 3, count)
+    xs, ys = rng.integers(0, lw, count), rng.integers(0, lh, count)
+    opacity = rng.uniform(0.7, 1.0, count).astype(np.float32)
+    layer = np.zeros((lh, lw), dtype=np.float32)
+    for size in range(3):
+        chosen = sizes == size
+        dots = np.zeros((lh, lw), dtype=np.float32)
+        dots[ys[chosen], xs[chosen]] = opacity[chosen]
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 3, 2 * size + 3))
+        layer = np.maximum(layer, cv2.dilate(dots, disk))
+    layer = np.minimum(1.0, 1.4 * cv2.GaussianBlur(layer, (0, 0), 0.6))
+    if (lh, lw) != (h, w):
+        layer = cv2.resize(layer, (w, h), interpolation=cv2.INTER_LINEAR)
+    hazy = _scaled(pixels, _LEVELS + (255.0 - _LEVELS) * (0.15 * intensity))
+    return blend(hazy, 255.0, layer), {"snow_flakes": count}

@@ -74,7 +74,12 @@ class DatasetVersion(Base):
 
 class ProcessorTask(Base):
     __tablename__ = "processor_tasks"
-    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_task_project_name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_task_project_name"),
+        # The default listing (newest first) and ``is_current`` / ``query_current`` lookups.
+        Index("ix_tasks_project_created", "project_id", "create_time"),
+        Index("ix_tasks_current", "project_id", "template_id", "version_id", "create_time"),
+    )
 
     id: Mapped[str] = mapped_column(String(19), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(String(64), index=True)

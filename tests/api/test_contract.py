@@ -81,7 +81,7 @@ CHECKS = [
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation(case) -> None:  # type: ignore[no-untyped-def]
     if "project_id" in (case.path_parameters or {}):
         case.path_parameters["project_id"] = "p1"

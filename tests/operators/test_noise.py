@@ -140,6 +140,29 @@ def test_shot_poisson_noise_variance_tracks_intensity() -> None:
     }
 
 
+@pytest.mark.parametrize(("level", "photons"), [(37, 2.0), (128, 0.5), (250, 3.0)])
+def test_shot_noise_follows_the_poisson_law_exactly(level: int, photons: float) -> None:
+    """Flat grey images through the table sampler against scipy's Poisson pmf."""
+    flat = np.full((300, 300, 3), level, np.uint8)
+    out, _ = run({"noise_type": "Poisson", "lam": str(photons), "poisson_mode": "shot", "per_channel": "1"}, flat)
+    counts = np.arange(0, int(level * photons + 40 * math.sqrt(level * photons) + 50))
+    expected = np.bincount(
+        np.minimum(np.round(counts / photons), 255).astype(int),
+        weights=stats.poisson.pmf(counts, level * photons),
+        minlength=256,
+    )[:256]
+    expected[255] += stats.poisson.sf(counts[-1], level * photons)
+    observed = np.bincount(out.ravel(), minlength=256).astype(float)
+    keep = expected * out.size >= 5
+    obs = np.append(observed[keep], observed[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum()) * out.size
+    assert stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue > 1e-3
+    # channels draw independently with per_channel, share the draw without it
+    assert np.mean(out[..., 0] == out[..., 1]) < 0.5
+    shared, _ = run({"noise_type": "Poisson", "lam": str(photons), "poisson_mode": "shot"}, flat)
+    assert np.array_equal(shared[..., 0], shared[..., 1]) and np.array_equal(shared[..., 1], shared[..., 2])
+
+
 @pytest.mark.parametrize(("noise_type", "per_channel"), [("SaltAndPepper", False), ("Impulse", True)])
 def test_salt_and_pepper_replaces_fraction_p(noise_type: str, per_channel: bool) -> None:
     src = photo()
