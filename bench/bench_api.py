@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--api-workers", type=int, default=2, help="`dsproc serve --workers`")
     args = parser.parse_args()
     import tempfile
 
@@ -150,7 +151,9 @@ def main() -> None:
         headers = {"X-Auth-Token": create_key("bench", env)}
         port = free_port()
         base = f"http://127.0.0.1:{port}/v2/bench"
-        with dsproc_process(["serve", "--port", str(port)], env, "bench-api") as proc:
+        with dsproc_process(
+            ["serve", "--port", str(port), "--workers", str(args.api_workers)], env, "bench-api"
+        ) as proc:
             wait_http_ready(f"http://127.0.0.1:{port}", proc)
             ds = httpx.post(
                 f"{base}/datasets",

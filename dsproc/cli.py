@@ -29,20 +29,51 @@ def _settings(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"dsproc: invalid configuration: {problems}") from None
 
 
+def build_api_context(runtime: Runtime, auth_required: bool):  # type: ignore[no-untyped-def]
+    """The API's context: the Celery app only as an enqueue function and a broker ping."""
+    from api.context import ApiContext
+    from workers.celery_app import make_celery
+    from workers.dispatch import broker_pinger, enqueuer
+
+    celery_app = make_celery(runtime.settings)
+    ctx = ApiContext(
+        settings=runtime.settings,
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        store=runtime.store,
+        enqueue=enqueuer(celery_app),
+        broker_ping=broker_pinger(celery_app),
+        auth_required=auth_required,
+    )
+    return ctx, celery_app
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from api.context import ApiContext
     from workers import context
-    from workers.celery_app import make_celery
-    from workers.dispatch import broker_pinger, enqueuer
     from workers.embedded import EmbeddedWorker
 
+    if args.insecure_no_auth and args.host not in LOOPBACK:
+        raise SystemExit(
+            "dsproc: --insecure-no-auth is only allowed on a loopback address (--host 127.0.0.1)"
+        )
     settings = _settings(args)
     runtime = bootstrap(settings)
     settings = runtime.settings
-    celery_app = make_celery(settings)
+    if not args.insecure_no_auth:
+        _first_key(runtime)
+    if args.workers > 1:
+        if settings.embedded_broker:
+            raise SystemExit(
+                "dsproc: --workers > 1 needs DSPROC_BROKER_URL (the embedded worker lives in one process)"
+            )
+        os.environ["DSPROC_DATA_DIR"] = str(settings.data_dir)
+        os.environ["DSPROC_AUTH"] = "off" if args.insecure_no_auth else "on"
+        uvicorn.run("dsproc.asgi:create", factory=True, host=args.host, port=args.port, workers=args.workers)
+        return 0
+    ctx, celery_app = build_api_context(runtime, auth_required=not args.insecure_no_auth)
     worker = None
     if settings.embedded_broker:
         context.configure(
@@ -51,21 +82,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker = EmbeddedWorker(celery_app)
         worker.start()
         print(f"dsproc: embedded worker running; data in {settings.data_dir.resolve()}", file=sys.stderr)
-    if args.insecure_no_auth and args.host not in LOOPBACK:
-        raise SystemExit(
-            "dsproc: --insecure-no-auth is only allowed on a loopback address (--host 127.0.0.1)"
-        )
-    if not args.insecure_no_auth:
-        _first_key(runtime)
-    ctx = ApiContext(
-        settings=settings,
-        engine=runtime.engine,
-        sessions=runtime.sessions,
-        store=runtime.store,
-        enqueue=enqueuer(celery_app),
-        broker_ping=broker_pinger(celery_app),
-        auth_required=not args.insecure_no_auth,
-    )
     try:
         uvicorn.run(create_app(ctx), host=args.host, port=args.port, log_level="info")
     finally:
@@ -253,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the API (and, on the embedded defaults, a worker)")
     serve.add_argument("--host", default=os.environ.get("DSPROC_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("DSPROC_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1, help="API processes (needs a Redis broker)")
     serve.add_argument(
         "--insecure-no-auth", action="store_true", help="accept requests without X-Auth-Token (loopback only)"
     )

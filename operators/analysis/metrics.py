@@ -182,7 +182,7 @@ def _fraction_at_least(plane: np.ndarray, level: int) -> float:
     return float(cv2.countNonZero(cv2.inRange(plane, level, 255))) / plane.size
 
 
-COLOUR_SAMPLE_SIDE = 256
+COLOUR_SAMPLE_SIDE = 160
 """Colour statistics use a point sample (every k-th pixel each way) at most this many px long."""
 
 
@@ -209,7 +209,7 @@ def measure_pixels(
     is cheapest); brightness and clarity use its luma at ≤ ``ANALYSIS_SIDE`` px. ``width``/``height``
     are the full-size dimensions. ``brightness`` brings ``luma_p50``/``luma_p95``/``clipped_fraction``
     (the dark and over-exposed inputs); ``blurriness`` is itself the blurry input. Saturation,
-    colourfulness and the clipped fraction use ``colour_sample`` (≤ 256 px point sample).
+    colourfulness and the clipped fraction use ``colour_sample`` (≤ 160 px point sample).
     """
     wanted = set(metrics)
     unknown = wanted - set(METRICS)

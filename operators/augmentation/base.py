@@ -140,6 +140,8 @@ class Augmentation(SampleOperator):
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
         pixels.setflags(write=False)
         added = sample.derive(name, pixels, detection=detection, format=fmt)
+        if sample.parent_id is not None:  # a copy of a copy: keep how its source was made
+            added.evidence.extend(dict(e) for e in sample.evidence if e.get("added") is not False)
         added.evidence.append({**record, "source_name": sample.name})
         return Outcome(sample, [added])
 

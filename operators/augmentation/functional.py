@@ -198,7 +198,9 @@ class LevelNoise:
                 fine = rng.random(pixel.size)[which]
             u = (start + fine) / (1 << _LEVEL_BITS)
             u = np.minimum(u, np.nextafter((start + 1.0) / (1 << _LEVEL_BITS), 0.0))
-            flat[ambiguous] = np.searchsorted(self.cdf, level + u, side="right") - level.astype(np.int64) * 256
+            flat[ambiguous] = (
+                np.searchsorted(self.cdf, level + u, side="right") - level.astype(np.int64) * 256
+            )
         return values.astype(np.uint8)
 
 

@@ -6,10 +6,14 @@ Stage 2 (near): each distinct content gets an EfficientNet-Lite0 embedding and a
 thumbnail. A faiss k-NN search proposes pairs whose embedding cosine could reach the threshold;
 each pair is then scored
 
-    similarity = min((1 + cos) / 2, (1 + ρ) / 2)
+    content = (1 + cos) / 2        layout = (1 + ρ) / 2
+    similarity = min(layout, (content + layout) / 2)
 
-with ``cos`` the embedding cosine and ``ρ`` the layout correlation (``operators.selection.layout``):
-both what the images show and how it is arranged must agree. A pair at or above
+with ``cos`` the embedding cosine and ``ρ`` the layout correlation (``operators.selection.layout``).
+At a threshold t the picture's arrangement must agree at ≥ t on its own, and the mean of the
+content and layout agreement must also reach t: a layout that matches perfectly lets the content
+agreement fall to 2t − 1 (a heavily compressed copy), a semantically identical scene in another
+arrangement (the same chessboard in another pose) never passes. A pair at or above
 ``simlarity_threshold`` is a duplicate. Keepers are chosen greedily in quality order (labelled
 first, then the quality score, then earlier in the manifest): the best remaining sample is kept and
 every not-yet-decided sample that duplicates it is deleted, naming it. No two kept samples are
@@ -44,13 +48,15 @@ QUALITY_STEP = 0.1  # quality scores closer than this are a tie (then the earlie
 
 
 def pair_similarity(cos: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """The calibrated similarity in [0, 1]: the weaker of the embedding and the layout agreement."""
-    return np.minimum((1.0 + cos) / 2.0, (1.0 + rho) / 2.0).astype(np.float32)
+    """The similarity in [0, 1]: min(layout, mean(content, layout)) on the (1 + x) / 2 scale."""
+    content = (1.0 + cos) / 2.0
+    layout = (1.0 + rho) / 2.0
+    return np.minimum(layout, (content + layout) / 2.0).astype(np.float32)
 
 
 def min_cosine(threshold: float) -> float:
-    """The embedding cosine a pair needs for its similarity to reach ``threshold``."""
-    return 2.0 * threshold - 1.0
+    """The lowest embedding cosine whose pair can still reach ``threshold`` (with a perfect layout)."""
+    return max(-1.0, 4.0 * threshold - 3.0)
 
 
 def pick_keepers(

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from operators import registry
-from operators.augmentation import supported_augmentations
 from operators.augmentation import functional as F
+from operators.augmentation import supported_augmentations
 from operators.augmentation.boxes import fit_boxes
 from operators.decode import decode_image
 from operators.errors import InvalidParamsError
@@ -185,7 +185,7 @@ def test_operator_contract(case: tuple[str, dict[str, str]], kind: str) -> None:
     # detection: boxes inside the image, whole pixels, not degenerate; untouched by pixel-only operators
     if sample.detection is not None:
         det = added.detection
-        assert det is not None and det.changed or name not in GEOMETRIC
+        assert (det is not None and det.changed) or name not in GEOMETRIC
         if name not in GEOMETRIC:
             assert det is sample.detection
         assert det is not None and 1 <= len(det.boxes) <= 2
@@ -202,6 +202,21 @@ def test_operator_contract(case: tuple[str, dict[str, str]], kind: str) -> None:
     assert again.added[0].evidence == added.evidence
     if added.detection is not None:
         assert again.added[0].detection.boxes == added.detection.boxes
+
+
+def test_chained_copies_keep_the_whole_recipe() -> None:
+    pixels, marker = marked_photo()
+    original = make_sample(pixels, [marker])
+    (flipped,) = apply("Flip", {}, original).added
+    flipped.sample_id = "f" * 32  # as the worker does for added samples
+    (turned,) = apply("Rotate", {"angle_min": "90", "angle_max": "90"}, flipped).added
+    assert turned.name == "pic_Flip_Rotate.jpg"
+    assert [e["operator"] for e in turned.evidence] == ["Flip", "Rotate"]
+    assert turned.evidence[1]["source_name"] == "pic_Flip.jpg"
+    assert [e["operator"] for e in original.evidence] == []  # the original's record is its own
+    # flip (x → 200 − x) then a clockwise quarter turn about (100, 75): (x, y) → (175 − y, x − 25)
+    b = turned.detection.boxes[0]
+    assert (b.xmin, b.ymin, b.xmax, b.ymax) == (175 - 70, 120 - 25, 175 - 30, 160 - 25)
 
 
 def test_switched_off_operator_passes_samples_through() -> None:
@@ -312,7 +327,7 @@ def test_box_lands_on_the_transformed_object(case: tuple[str, dict[str, str]]) -
 
 
 def test_flips_map_the_box_onto_the_same_pixels() -> None:
-    pixels, box = marked_photo()
+    pixels, _ = marked_photo()
     region = (30, 20, 150, 110)  # a box around real photo content, not only the marker
     x0, y0, x1, y1 = region
     crop = pixels[y0:y1, x0:x1]

@@ -128,7 +128,7 @@ def test_shot_poisson_noise_variance_tracks_intensity() -> None:
             variances.append(noise[in_bin].var())
     assert len(centres) >= 5
     # Var(Poisson(v·k)/k) = v/k, plus 1/12 from rounding to grey levels
-    slope, intercept, r, _, _ = stats.linregress(centres, variances)
+    slope, _, r, _, _ = stats.linregress(centres, variances)
     assert slope == pytest.approx(1 / photons, rel=0.08)
     assert r > 0.99
     assert abs(noise.mean()) < 0.05
@@ -144,7 +144,9 @@ def test_shot_poisson_noise_variance_tracks_intensity() -> None:
 def test_shot_noise_follows_the_poisson_law_exactly(level: int, photons: float) -> None:
     """Flat grey images through the table sampler against scipy's Poisson pmf."""
     flat = np.full((300, 300, 3), level, np.uint8)
-    out, _ = run({"noise_type": "Poisson", "lam": str(photons), "poisson_mode": "shot", "per_channel": "1"}, flat)
+    out, _ = run(
+        {"noise_type": "Poisson", "lam": str(photons), "poisson_mode": "shot", "per_channel": "1"}, flat
+    )
     counts = np.arange(0, int(level * photons + 40 * math.sqrt(level * photons) + 50))
     expected = np.bincount(
         np.minimum(np.round(counts / photons), 255).astype(int),
