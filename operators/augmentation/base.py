@@ -100,7 +100,7 @@ class Augmentation(SampleOperator):
 
     template_id: ClassVar[str] = TEMPLATE_ID
     moves_pixels: ClassVar[bool] = False
-    """True for geometric operators: boxes are moved through ``box_map`` (and other shapes dropped)."""
+    """True for geometric operators: they return a ``box_map``, boxes move and other shapes are dropped."""
     supported: ClassVar[bool] = True
 
     Params: ClassVar[type[AugmentationParams]] = AugmentationParams
@@ -136,6 +136,8 @@ class Augmentation(SampleOperator):
             detection = new_detection
         if not boxes_moved and pixels.shape == sample.pixels.shape and np.array_equal(pixels, sample.pixels):
             return self._not_added(sample, record, "the drawn transform leaves the image unchanged")
+        if detection is not None and detection is sample.detection:  # its own copy, same boxes
+            detection = replace(detection, boxes=list(detection.boxes))
         name, fmt = added_name(sample, self.name)
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
         pixels.setflags(write=False)

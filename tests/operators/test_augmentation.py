@@ -57,6 +57,7 @@ def case_id(case: tuple[str, dict[str, str]]) -> str:
 def test_cases_cover_every_registered_augmentation() -> None:
     assert {name for name, _ in CASES} == set(supported_augmentations())
     assert len(supported_augmentations()) == 19
+    assert {name for name, cls in supported_augmentations().items() if cls.moves_pixels} == GEOMETRIC
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -186,8 +187,8 @@ def test_operator_contract(case: tuple[str, dict[str, str]], kind: str) -> None:
     if sample.detection is not None:
         det = added.detection
         assert (det is not None and det.changed) or name not in GEOMETRIC
-        if name not in GEOMETRIC:
-            assert det is sample.detection
+        if name not in GEOMETRIC:  # same boxes, in a detection object of its own
+            assert det is not sample.detection and det.boxes == sample.detection.boxes
         assert det is not None and 1 <= len(det.boxes) <= 2
         for box in det.boxes:
             assert 0 <= box.xmin < box.xmax <= added.size[0] and 0 <= box.ymin < box.ymax <= added.size[1]

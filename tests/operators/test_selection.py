@@ -70,8 +70,8 @@ def _crop_brighter(p: np.ndarray) -> np.ndarray:
 
 def _shift_text(p: np.ndarray) -> np.ndarray:
     h, w = p.shape[:2]
-    out = cv2.warpAffine(p, np.float32([[1, 0, int(0.08 * w)], [0, 1, 0]]), (w, h))
-    cv2.putText(out, "SAMPLE", (int(0.3 * w), int(0.8 * h)), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 0), 2)
+    out = cv2.warpAffine(p, np.float32([[1, 0, int(0.06 * w)], [0, 1, 0]]), (w, h))
+    cv2.putText(out, "SAMPLE", (int(0.5 * w), int(0.85 * h)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1)
     return out
 
 
@@ -174,7 +174,7 @@ def test_threshold_one_keeps_transformed_copies(planted: tuple[list[Sample], dic
 
 def test_keeper_is_the_better_copy() -> None:
     """Smaller re-compressed copy and blurred copy come first in the manifest, yet lose."""
-    dune, storm, aqua = _pixels("mate-Dune"), _pixels("mate-Storm"), _pixels("mate-Aqua")
+    dune, storm, aqua = (_pixels(name, 640) for name in ("mate-Dune", "mate-Storm", "mate-Aqua"))
     small = _sample("dune-small-q35.jpg", _jpeg(_half(dune), 35), 0)
     dune_orig = _sample("dune.jpg", _jpeg(dune), 1)
     blurred = _sample("storm-blurred.jpg", _jpeg(cv2.GaussianBlur(storm, (0, 0), 1.5)), 2)
