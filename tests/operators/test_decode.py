@@ -268,12 +268,61 @@ def test_exif_orientation_rotates_pixels_and_size() -> None:
     assert (reduced.width, reduced.height) == (160, 320)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_jpeg_path_matches_the_strict_path_for_every_orientation(orientation: int) -> None:
+    image = _photo(SMALL_PHOTO).crop((0, 0, 320, 160))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(image, "JPEG", quality=95, exif=exif.tobytes())
+    strict, fast = decode_image(data), decode_image(data, fast_jpeg=True)
+    assert np.array_equal(strict.pixels, fast.pixels)
+    assert (strict.width, strict.height, strict.orientation) == (fast.width, fast.height, fast.orientation)
+    assert fast.orientation == orientation and not fast.pixels.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "name", ["mate-Aqua.jpg", "opencv-aero1.jpg", "opencv-baboon.jpg", "opencv-notes.jpg"]
+)
+def test_fast_jpeg_path_matches_the_strict_path_at_every_size(name: str) -> None:
+    data = (PHOTOS / name).read_bytes()
+    for max_side in (None, 512, 300, 60):
+        for resize in (True, False):
+            strict = decode_image(data, max_side=max_side, resize=resize)
+            fast = decode_image(data, max_side=max_side, resize=resize, fast_jpeg=True)
+            assert np.array_equal(strict.pixels, fast.pixels), (max_side, resize)
+            assert (strict.width, strict.height, strict.scale) == (fast.width, fast.height, fast.scale)
+
+
+def test_fast_jpeg_path_still_rejects_truncated_files() -> None:
+    data = PHOTO.read_bytes()
+    for keep in (0.2, 0.5, 0.9, 0.999):
+        _assert_rejected(data[: int(len(data) * keep)], fast_jpeg=True)
+    # An embedded thumbnail (a whole JPEG inside an APP segment) brings its own end-of-image marker;
+    # a file cut inside the main scan must still be refused.
+    thumbnail = _encode(_photo().resize((160, 100)), "JPEG", quality=80)
+    segment = b"\xff\xe2" + struct.pack(">H", len(thumbnail) + 2) + thumbnail
+    with_thumbnail = data[:2] + segment + data[2:]
+    assert decode_image(with_thumbnail, fast_jpeg=True).pixels.shape == (640, 1024, 3)
+    cut = with_thumbnail[: with_thumbnail.find(b"\xff\xda") + 5000]
+    assert b"\xff\xd9" in cut
+    _assert_rejected(cut, fast_jpeg=True)
+
+
+def test_fast_jpeg_path_is_only_for_colour_jpegs() -> None:
+    grey = decode_image(_encode(_photo().convert("L"), "JPEG"), fast_jpeg=True)
+    assert grey.mode == "L" and grey.pixels.shape == (640, 1024, 3)
+    cmyk = decode_image(_encode(_photo(SMALL_PHOTO).convert("CMYK"), "JPEG"), fast_jpeg=True)
+    assert cmyk.mode == "CMYK" and cmyk.pixels.shape == (480, 512, 3)
+
+
 # --------------------------------------------------------------------------- rejected input
 
 
-def _assert_rejected(data: bytes, limits: DecodeLimits | None = None, *, contains: str = "") -> DecodeError:
+def _assert_rejected(
+    data: bytes, limits: DecodeLimits | None = None, *, contains: str = "", fast_jpeg: bool = False
+) -> DecodeError:
     with pytest.raises(DecodeError) as caught:
-        decode_image(data, limits, max_side=512)
+        decode_image(data, limits, max_side=512, fast_jpeg=fast_jpeg)
     message = str(caught.value)
     assert message and len(message) < 300 and "\n" not in message
     assert contains.lower() in message.lower()

@@ -18,6 +18,7 @@ from typing import Any
 from operators.decode import DecodeLimits
 
 from operators import registry
+from operators.errors import OperatorError
 from operators.kinds import OperatorEnv, SampleOperator, SelectionOperator
 from operators.registry import Operator
 from operators.sample import Sample, Verdict
@@ -238,7 +239,10 @@ class ProcessingJob:
                             ]
                         op.observe(alive)
                         self._tick(len(batch))
-                    self.verdicts[index] = op.decide()
+                    try:
+                        self.verdicts[index] = op.decide()
+                    except OperatorError as exc:  # e.g. RRD n_clusters ≥ samples (ModelArts.4622)
+                        raise WorkerError(f"{op.name}: {exc}") from exc
             return self._final_pass(fetcher, output)
 
     def _tick(self, n: int) -> None:
@@ -328,7 +332,9 @@ class ProcessingJob:
         """A DATASET work_path: the output becomes a new version of that dataset."""
         try:
             with session_scope(self.ctx.sessions) as s:
-                dataset = DatasetRepository(s).get(self.task.project_id, output.dataset_id or "")
+                dataset = DatasetRepository(s).get(
+                    self.task.project_id, output.dataset_id or "", for_update=True
+                )
                 version = publish_version(
                     s,
                     self.ctx.store,
