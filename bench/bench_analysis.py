@@ -4,8 +4,10 @@ Builds 1,000 640×480 JPEGs from the real photos in ``../shared/datasets/photos`
 crops and resizes), then measures:
 
 1. throughput (images/s on one core): our ``sys_data_analyse`` end to end (read bytes → guarded
-   decode at ≤ 512 px → measure → summarise) against CleanVision's
-   ``Imagelab(filepaths=...).find_issues({"blurry": {}, "dark": {}, "light": {}}, n_jobs=1)``;
+   decode of a ≤ 512 px luma plane and an 80 px colour thumbnail → measure → summarise) against
+   CleanVision's ``Imagelab(filepaths=...).find_issues({"blurry": {}, "dark": {}, "light": {}},
+   n_jobs=1)``. Each timed run is a fresh process (one thread), after a 20-image warm-up, and the
+   tools take turns so that they share the machine's load; CPU time is the per-core figure;
 2. flag rates of both tools on Gaussian-blurred, dark (× 0.25) and over-exposed (× 2.5, clipped)
    copies of some of those images, and on the untouched originals.
 
@@ -26,6 +28,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -230,6 +234,39 @@ def run_cleanvision(paths: list[Path]) -> Run:
     return Run(wall, cpu, issues)
 
 
+TOOLS = {
+    "dsproc": '{"op_list": "[]"}',
+    "dsproc-flags": '{"op_list": "[brightness,blurriness]"}',
+    "cleanvision": "",
+}
+
+
+def _child(tool: str, list_file: Path, out_file: Path, pin: bool) -> None:
+    """One timed run in this (fresh) process, after a warm-up on the first 20 files; JSON to ``out_file``."""
+    one_thread(pin)
+    files = [Path(line) for line in list_file.read_text().splitlines() if line]
+    if tool == "cleanvision":
+        run_cleanvision(files[:20])
+        run = run_cleanvision(files)
+    else:
+        op = build("sys_data_analyse", json.loads(TOOLS[tool]))
+        assert isinstance(op, FeatureAnalysis)
+        run_ours(op, files[:20])
+        run = run_ours(op, files)
+    out_file.write_text(json.dumps({"wall": run.wall, "cpu": run.cpu, "issues": run.issues}))
+
+
+def run_tool(tool: str, paths: list[Path], pin: bool = False) -> Run:
+    """Run ``tool`` on ``paths`` in a fresh process: neither tool inherits the other's heap or caches."""
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        list_file, out_file = Path(tmp) / "files.txt", Path(tmp) / "run.json"
+        list_file.write_text("\n".join(str(path) for path in paths))
+        command = [sys.executable, __file__, "--child", tool, str(list_file), str(out_file)]
+        subprocess.run(command + (["--pin"] if pin else []), check=True, stdout=subprocess.DEVNULL)
+        result = json.loads(out_file.read_text())
+    return Run(result["wall"], result["cpu"], result["issues"])
+
+
 def interleaved(rounds: int, *tools: Callable[[], Run]) -> list[list[Run]]:
     """``rounds`` × every tool in turn, so all of them see the same machine load."""
     runs: list[list[Run]] = [[] for _ in tools]
@@ -265,14 +302,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="interleaved timed rounds; the fastest counts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the images here (default: temp dir)")
-    parser.add_argument("--pin", action="store_true", help="pin the process to one CPU (sched_setaffinity)")
+    parser.add_argument("--pin", action="store_true", help="pin each run to one CPU (sched_setaffinity)")
+    parser.add_argument("--child", nargs=3, metavar=("TOOL", "FILE_LIST", "OUT_JSON"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        tool, list_file, out_file = args.child
+        _child(tool, Path(list_file), Path(out_file), args.pin)
+        return
     try:
         import cleanvision
     except ImportError:
         raise SystemExit("pip install cleanvision (bench only, not a project dependency)") from None
 
-    pinned = one_thread(args.pin)
+    pinned = "one thread per tool" + (", pinned to one CPU" if args.pin else "")
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as tmp:
         folder = args.workdir or Path(tmp)
         started = time.perf_counter()
@@ -281,19 +323,11 @@ def main() -> None:
             f"built {len(data.originals)} originals + {len(KINDS)}×{len(data.copies['blurred'])} copies "
             f"(640×480 JPEG q80–95) in {time.perf_counter() - started:.1f} s; {pinned}"
         )
-        op = build("sys_data_analyse", {"op_list": "[]"})
-        assert isinstance(op, FeatureAnalysis)
-        warm = data.originals[:20]  # imports, first calls, file cache
-        run_ours(op, warm)
-        run_cleanvision(warm)
-
-        flags_only = build("sys_data_analyse", {"op_list": "[brightness,blurriness]"})
-        assert isinstance(flags_only, FeatureAnalysis)
         ours_runs, their_runs, flag_runs = interleaved(
             args.repeat,
-            lambda: run_ours(op, data.originals),
-            lambda: run_cleanvision(data.originals),
-            lambda: run_ours(flags_only, data.originals),
+            lambda: run_tool("dsproc", data.originals, args.pin),
+            lambda: run_tool("cleanvision", data.originals, args.pin),
+            lambda: run_tool("dsproc-flags", data.originals, args.pin),
         )
         ours, theirs, flags = fastest(ours_runs), fastest(their_runs), fastest(flag_runs)
         n = len(data.originals)
@@ -324,8 +358,8 @@ def main() -> None:
         )
         for kind, (ours_issue, cv_issue) in KINDS.items():
             paths = data.copies[kind]
-            ours_found = run_ours(op, paths).issues
-            cv_found = run_cleanvision(paths).issues
+            ours_found = run_tool("dsproc", paths).issues
+            cv_found = run_tool("cleanvision", paths).issues
             label = f"{kind} copies → {ours_issue}/{cv_issue}"
             ours_rate, cv_rate = rate(ours_found, paths, ours_issue), rate(cv_found, paths, cv_issue)
             print(f"  {label:<34}{ours_rate:>10.1%}{cv_rate:>14.1%}")

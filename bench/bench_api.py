@@ -87,14 +87,10 @@ def seed_tasks(db_url: str, n: int) -> None:
         for i in range(n)
     ]
     with engine.begin() as conn:
+        columns = list(rows[0])
+        values = ", ".join(f"CAST(:{c} AS JSON)" if c in ("template", "inputs") else f":{c}" for c in columns)
         conn.execute(
-            text(
-                "INSERT INTO processor_tasks (id, project_id, name, description, template_id, template, inputs,"
-                " status, duration_seconds, create_time, update_time, workspace_id, source_type, source,"
-                " version_id) VALUES (:id, :project_id, :name, :description, :template_id, CAST(:template AS JSON),"
-                " CAST(:inputs AS JSON), :status, :duration_seconds, :create_time, :update_time, :workspace_id,"
-                " :source_type, :source, :version_id)"
-            ),
+            text(f"INSERT INTO processor_tasks ({', '.join(columns)}) VALUES ({values})"),
             rows,
         )
         conn.execute(text("ANALYZE processor_tasks"))

@@ -103,7 +103,9 @@ def _text(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
     word = str(rng.choice(_WORDS))
     x, y = int(rng.uniform(0.02, 0.6) * w), int(rng.uniform(0.1, 0.95) * h)
     color = tuple(int(c) for c in rng.integers(0, 256, 3))
-    cv2.putText(out, word, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, max(1, int(scale * 2)), cv2.LINE_AA)
+    cv2.putText(
+        out, word, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, max(1, int(scale * 2)), cv2.LINE_AA
+    )
     return out, f"text {word!r}"
 
 
@@ -218,7 +220,11 @@ class Truth:
 
     def subset(self, keep_family: set[str]) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
         pos = {p for p in self.positives if self.families[p[0]] in keep_family}
-        ign = {p for p in self.ignored if self.families[p[0]] in keep_family or self.families[p[1]] in keep_family}
+        ign = {
+            p
+            for p in self.ignored
+            if self.families[p[0]] in keep_family or self.families[p[1]] in keep_family
+        }
         return pos, ign
 
     def score(
@@ -321,7 +327,10 @@ def run_imagededup_cnn(folder: Path, index: dict[str, int]) -> dict:
         return torch.from_numpy(((arr / 255.0 - 0.498) / 0.502).transpose(2, 0, 1).copy())
 
     t0 = time.perf_counter()
-    cnn = CNN(verbose=False, model_config=CustomModel(name="efficientnet-lite0", model=Pooled(), transform=transform))
+    cnn = CNN(
+        verbose=False,
+        model_config=CustomModel(name="efficientnet-lite0", model=Pooled(), transform=transform),
+    )
     found = cnn.find_duplicates(image_dir=str(folder), min_similarity_threshold=0.9, scores=True)
     elapsed = time.perf_counter() - t0
     pairs = {canon(index[k], index[v]) for k, vs in found.items() for v, _ in vs}
@@ -397,7 +406,9 @@ def decisions(truth: Truth, verdicts: dict, items: list[Item]) -> dict[str, floa
             original_kept += survivors[0] == best
     groups = sum(len(m) > 1 for m in truth.by_family.values())
     true_deletions = sum(
-        1 for i, v in deleted.items() if truth.families[i] == truth.families[by_id[v.evidence["duplicate_of"]["sample_id"]]]
+        1
+        for i, v in deleted.items()
+        if truth.families[i] == truth.families[by_id[v.evidence["duplicate_of"]["sample_id"]]]
     )
     return {
         "deleted": len(deleted),
@@ -415,7 +426,9 @@ def halves(truth: Truth) -> tuple[set[str], set[str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--fastdup-python", default="/tmp/fastdup-venv/bin/python")
     parser.add_argument("--skip-peers", action="store_true")
@@ -428,8 +441,11 @@ def main() -> None:
         items = build_set(folder, seed)
         truth = Truth(items)
         n = len(items)
-        print(f"\n=== transform seed {seed}: {n} images, {len(truth.positives)} duplicate pairs, "
-              f"{len(truth.ignored)} ambiguous pairs left out ===", flush=True)
+        print(
+            f"\n=== transform seed {seed}: {n} images, {len(truth.positives)} duplicate pairs, "
+            f"{len(truth.ignored)} ambiguous pairs left out ===",
+            flush=True,
+        )
 
         ours = run_ours(items, curve_from=thresholds[0])
         rows = curve(truth, ours["pairs"], thresholds)
@@ -439,13 +455,16 @@ def main() -> None:
             print(f"  {t:.2f}  P {p:.3f}  R {r:.3f}  (FP {fp}, FN {fn}){mark}")
         default_row = next(r for r in rows if abs(r[0] - DEFAULT) < 1e-9)
         d = decisions(truth, ours["verdicts"], items)
+        rate = n / ours["elapsed"]
+        split = f"decode {ours['decode']:.1f}, observe {ours['observe']:.1f}, decide {ours['decide']:.1f}"
         print(
-            f"ours @0.90: P {default_row[1]:.3f} R {default_row[2]:.3f} | {n / ours['elapsed']:.1f} images/s end to end "
-            f"({ours['elapsed']:.1f} s: decode {ours['decode']:.1f}, observe {ours['observe']:.1f}, decide {ours['decide']:.1f})"
+            f"ours @0.90: P {default_row[1]:.3f} R {default_row[2]:.3f} | {rate:.1f} images/s end to end "
+            f"({ours['elapsed']:.1f} s: {split})"
         )
         print(
             f"  decisions: deleted {d['deleted']}, deletion precision {d['deletion_precision']:.3f}, "
-            f"deletion recall {d['deletion_recall']:.3f}, groups left with one image {d['clean_groups']:.3f}, "
+            f"deletion recall {d['deletion_recall']:.3f}, "
+            f"groups left with one image {d['clean_groups']:.3f}, "
             f"of which the kept one is the untouched original {d['original_kept']:.3f}"
         )
         half_a, half_b = halves(truth)
@@ -457,7 +476,8 @@ def main() -> None:
             tuned_txt = f"P {at_tuned[1]:.3f} R {at_tuned[2]:.3f}" if at_tuned else "n/a"
             print(
                 f"  held-out {name}: best threshold on the tuning half {tuned[0]:.2f}; on the other half "
-                f"default 0.90 → P {at_default[1]:.3f} R {at_default[2]:.3f}, tuned {tuned[0]:.2f} → {tuned_txt}"
+                f"default 0.90 → P {at_default[1]:.3f} R {at_default[2]:.3f}, "
+                f"tuned {tuned[0]:.2f} → {tuned_txt}"
             )
 
         if args.skip_peers:
@@ -465,7 +485,9 @@ def main() -> None:
         index = truth.index
         ph = run_imagededup_phash(folder, index)
         p, r, fp, fn = truth.score(ph["pairs"])
-        print(f"imagededup PHash @distance 10: P {p:.3f} R {r:.3f} (FP {fp}) | {n / ph['elapsed']:.1f} images/s")
+        print(
+            f"imagededup PHash @distance 10: P {p:.3f} R {r:.3f} (FP {fp}) | {n / ph['elapsed']:.1f} images/s"
+        )
         cnn = run_imagededup_cnn(folder, index)
         p, r, fp, fn = truth.score(cnn["pairs"])
         print(
@@ -477,7 +499,10 @@ def main() -> None:
             fd_pairs = {canon(index[a], index[b]) for a, b, s in fd["rows"] if s >= 0.9}
             p, r, fp, fn = truth.score(fd_pairs)
             fd_rate = n / fd["elapsed"]
-            print(f"fastdup defaults (k=2, threshold 0.9): P {p:.3f} R {r:.3f} (FP {fp}) | {fd_rate:.1f} images/s")
+            print(
+                f"fastdup defaults (k=2, threshold 0.9): P {p:.3f} R {r:.3f} (FP {fp}) | "
+                f"{fd_rate:.1f} images/s"
+            )
             sweep = run_fastdup(args.fastdup_python, folder, work / f"fastdup{seed}-k10", k=10, threshold=0.5)
             scored: dict[tuple[int, int], float] = {}
             for a, b, s in sweep["rows"]:
@@ -488,7 +513,7 @@ def main() -> None:
             print(f"fastdup k=10, best threshold {t_best:.3f}: P {p_best:.3f} R {r_best:.3f}")
             print(
                 f"ours vs fastdup: recall {default_row[2]:.3f} vs {r_best:.3f} (its best at P≥0.98); "
-                f"speed {n / ours['elapsed']:.1f} vs {fd_rate:.1f} images/s = {fd['elapsed'] / ours['elapsed']:.2f}×"
+                f"speed {rate:.1f} vs {fd_rate:.1f} images/s = {fd['elapsed'] / ours['elapsed']:.2f}×"
             )
         except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
             print(f"fastdup not run: {exc}")

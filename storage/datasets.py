@@ -168,16 +168,26 @@ class VersionSummary:
     label_type: str | None = None
 
 
-def summarize(samples: list[ManifestSample]) -> VersionSummary:
+def summarize(samples: Iterable[ManifestSample]) -> VersionSummary:
     """Totals, per-label statistics and ``label_type`` (``single`` when every labelled sample has
-    exactly one classification label, ``multi`` otherwise; None without labelled samples)."""
-    annotated, stats = label_stats(samples)
-    labelled = [s for s in samples if s.annotations]
-    label_type = None
-    if labelled:
-        single = all(len(s.annotations) == 1 and len(s.labels) == 1 for s in labelled)
-        label_type = "single" if single else "multi"
-    return VersionSummary(len(samples), annotated, stats, label_type)
+    exactly one classification label, ``multi`` otherwise; None without labelled samples).
+
+    One pass over ``samples``, so a manifest streamed from storage is never held in memory."""
+    total = annotated = 0
+    single = True
+    counts: Counter[str] = Counter()
+    sample_counts: Counter[str] = Counter()
+    for sample in samples:
+        total += 1
+        names = sample.labels
+        if sample.annotations:
+            annotated += 1
+            single = single and len(sample.annotations) == 1 and len(names) == 1
+        counts.update(names)
+        sample_counts.update(set(names))
+    stats = [{"name": n, "count": counts[n], "sample_count": sample_counts[n]} for n in sorted(counts)]
+    label_type = ("single" if single else "multi") if annotated else None
+    return VersionSummary(total, annotated, stats, label_type)
 
 
 def label_stats(samples: Iterable[ManifestSample]) -> tuple[int, list[dict[str, Any]]]:
@@ -201,7 +211,7 @@ def publish_version(
     store: ObjectStore,
     dataset: Dataset,
     version_name: str,
-    samples: list[ManifestSample],
+    samples: Iterable[ManifestSample],
     *,
     description: str = "",
     counters: dict[str, int] | None = None,

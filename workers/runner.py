@@ -55,8 +55,11 @@ class _Heartbeat(threading.Thread):
 
 
 def _finish(ctx: WorkerContext, version_id: str, status: int, error_msg: str | None = None) -> None:
+    """A failed or stopped version keeps no per-sample records (a partial list would mislead)."""
     with session_scope(ctx.sessions) as s:
-        TaskRepository(s).finish(version_id, status, error_msg=error_msg)
+        repo = TaskRepository(s)
+        if repo.finish(version_id, status, error_msg=error_msg):
+            repo.replace_results(version_id, [])
 
 
 def run_version(ctx: WorkerContext, version_id: str) -> str:
@@ -113,7 +116,8 @@ def run_version(ctx: WorkerContext, version_id: str) -> str:
 
     with session_scope(ctx.sessions) as s:
         repo = TaskRepository(s)
-        repo.replace_results(version_id, outcome.results)
+        if not outcome.results_written:
+            repo.replace_results(version_id, outcome.results)
         repo.finish(
             version_id,
             COMPLETED,

@@ -8,9 +8,9 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from operators.decode import DecodeLimits, decode_image
 from PIL import Image
 
+from operators.decode import DecodeLimits, decode_image
 from operators.errors import DecodeError
 from operators.sample import BBox, Detection, Sample
 from storage.errors import StorageError

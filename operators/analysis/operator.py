@@ -11,11 +11,13 @@ from operators.analysis.metrics import (
     ANALYSIS_SIDE,
     DEFAULT_THRESHOLDS,
     METRICS,
+    THUMBNAIL_SIDE,
     IssueThresholds,
     measure_pixels,
+    measure_planes,
 )
 from operators.analysis.summary import SampleMetrics, summarize
-from operators.decode import DecodedImage, DecodeLimits, decode_image
+from operators.decode import DecodedImage, DecodeLimits, decode_planes
 from operators.errors import DecodeError
 from operators.params import OperatorParams, StrBool, StrList
 from operators.registry import Operator, register
@@ -28,9 +30,6 @@ class FeatureAnalysis(Operator):
 
     name: ClassVar[str] = "sys_data_analyse"
     template_id: ClassVar[str] = "sys_data_analyse"
-    decode_side: ClassVar[int] = ANALYSIS_SIDE
-    """Images are decoded reduced towards this longest side (DCT scaling / box reduction, < 2× it);
-    resolution and aspect ratio use the header size."""
 
     class Params(OperatorParams):
         """``op_list`` selects metrics (empty = all); the other keys are added by the ModelArts server."""
@@ -65,17 +64,23 @@ class FeatureAnalysis(Operator):
         """Raw values of the selected metrics for one decoded image, plus the inputs of its issue scores."""
         return measure_pixels(image.pixels, image.width, image.height, self.metrics)
 
+    def measure_bytes(self, data: bytes, limits: DecodeLimits | None = None) -> dict[str, float]:
+        """:meth:`measure` straight from encoded bytes, decoding only the luma and a thumbnail.
+
+        Raises :class:`operators.errors.DecodeError` for an undecodable sample.
+        """
+        planes = decode_planes(data, limits, luma_side=ANALYSIS_SIDE, thumbnail_side=THUMBNAIL_SIDE)
+        return measure_planes(planes.luma, planes.thumbnail, planes.width, planes.height, self.metrics)
+
     def analyse(
         self, data: bytes, *, sample_id: str, source: str, limits: DecodeLimits | None = None
     ) -> SampleMetrics:
         """Decode and measure one sample; an undecodable sample becomes a failure record, not an error."""
         try:
-            # No final RGB resize: measure() shrinks only the luma plane to the analysis size.
-            # fast_jpeg: statistics tolerate what libjpeg can recover; truncated files still fail.
-            image = decode_image(data, limits, max_side=self.decode_side, resize=False, fast_jpeg=True)
+            values = self.measure_bytes(data, limits)
         except DecodeError as exc:
             return SampleMetrics(sample_id=sample_id, source=source, error=str(exc))
-        return SampleMetrics(sample_id=sample_id, source=source, metrics=self.measure(image))
+        return SampleMetrics(sample_id=sample_id, source=source, metrics=values)
 
     def summarize(self, records: Sequence[SampleMetrics]) -> dict[str, Any]:
         """The task ``result`` (see :func:`operators.analysis.summary.summarize`)."""

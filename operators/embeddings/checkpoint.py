@@ -378,7 +378,7 @@ def checkpoint_embedder(
             input_size=backbone.input_size,
             mean=backbone.mean,
             std=backbone.std,
-            features=backbone.model,
+            headless=True,
         )
         _loaded[key] = embedder
         while len(_loaded) > _KEEP:

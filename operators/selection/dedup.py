@@ -42,7 +42,7 @@ from operators.selection.features import (
 from operators.selection.layout import THUMB, layout_correlation, thumbnail
 from operators.selection.neighbours import RowStore, near_pairs
 
-NEIGHBOURS = 32  # k of the k-NN search; rows with more near neighbours are searched again
+NEIGHBOURS = 16  # k of the k-NN search; rows with more near neighbours are searched again
 REPAIR_ROUNDS = 4
 QUALITY_STEP = 0.1  # quality scores closer than this are a tie (then the earlier sample wins)
 
@@ -183,7 +183,15 @@ class SimDeduplication(SelectionOperator):
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Pairs among content ``rows`` with similarity ≥ ``threshold`` (a, b, sim, cos, rho), and the
         rows whose k-NN list saturated."""
-        found = near_pairs(self._embeddings, rows, min_cosine(threshold), k=NEIGHBOURS, seed=seed)
+        # a row is searched again only when its k-th neighbour alone reaches the threshold on content
+        found = near_pairs(
+            self._embeddings,
+            rows,
+            min_cosine(threshold),
+            k=NEIGHBOURS,
+            seed=seed,
+            saturation_cos=2.0 * threshold - 1.0,
+        )
         rho = np.empty(0, np.float32)
         if len(found.a):
             rho = layout_correlation(

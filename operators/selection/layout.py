@@ -27,7 +27,7 @@ def thumbnail(pixels: np.ndarray) -> np.ndarray:
 
 
 def _crop_resize_matrix(scale: float) -> np.ndarray:
-    """24×32 matrix M such that M @ v is the central 24 samples of ``v`` resized by ``scale`` (as cv2 does)."""
+    """24×32 matrix M: M @ v is the central 24 samples of ``v`` resized by ``scale`` (as cv2 does)."""
     size = round(THUMB * scale)
     eye = np.eye(THUMB, dtype=np.float32)
     resized = cv2.resize(eye, (THUMB, size), interpolation=cv2.INTER_LINEAR)  # size × 32
@@ -53,7 +53,12 @@ def _window_norms(images: np.ndarray) -> np.ndarray:
     def box(x: np.ndarray) -> np.ndarray:
         c = np.zeros((len(x), THUMB + 1, THUMB + 1), np.float64)
         c[:, 1:, 1:] = x.cumsum(axis=1).cumsum(axis=2)
-        return c[:, _INNER:, _INNER:] - c[:, :_SHIFTS, _INNER:] - c[:, _INNER:, :_SHIFTS] + c[:, :_SHIFTS, :_SHIFTS]
+        return (
+            c[:, _INNER:, _INNER:]
+            - c[:, :_SHIFTS, _INNER:]
+            - c[:, _INNER:, :_SHIFTS]
+            + c[:, :_SHIFTS, :_SHIFTS]
+        )
 
     x = images.astype(np.float64)
     total, squares = box(x), box(x * x)

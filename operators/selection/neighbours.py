@@ -1,9 +1,10 @@
 """Embedding rows kept between batches, and the near-neighbour search over them (faiss).
 
 No N×N matrix is ever built. Up to ``EXACT_LIMIT`` rows, an exact k-NN search runs on the full
-vectors. Above it, vectors are reduced with PCA and searched in a faiss index (flat up to
+vectors. Above it, vectors are reduced with PCA (64 dimensions) and searched in a faiss index (flat up to
 ``FLAT_REDUCED_LIMIT`` rows, then an inverted file of ``N / LIST_SIZE`` lists with an HNSW coarse
-quantizer and fp16 codes, so the cost per query stays ~log N and the total ~N log N). PCA is an
+quantizer, ``NPROBE`` lists scanned per query, so the cost per query stays ~log N and the total
+~N log N). PCA is an
 orthogonal projection of centred vectors, so a reduced distance is never larger than the full
 one: searching the reduced space with the full-space radius loses no true pair; every candidate
 is then decided on the full vectors.
@@ -18,12 +19,14 @@ import numpy as np
 
 EXACT_LIMIT = 4096
 FLAT_REDUCED_LIMIT = 50_000
-REDUCED_DIM = 128
+REDUCED_DIM = 64
 LIST_SIZE = 256
-NPROBE = 16
-TRAIN_ROWS = 65_536
+NPROBE = 12
+PCA_ROWS = 20_000
+TRAIN_PER_LIST = 30
+KMEANS_ITERATIONS = 10
 QUERY_BLOCK = 16_384
-RADIUS_SLACK = 1.02  # fp16 codes and float error must not push a true pair outside the radius
+RADIUS_SLACK = 1.02  # float error must not push a true pair outside the radius
 
 
 class RowStore:
@@ -82,10 +85,10 @@ class RowStore:
 
 @dataclass
 class Candidates:
-    """Pairs of row indices (``a < b``) with their full-vector cosine, and which queries saturated.
+    """Pairs of row indices (``a < b``) with their full-vector cosine, and which rows saturated.
 
-    A query saturates when all ``k`` neighbours it was allowed came back inside the radius: it may
-    have more near neighbours than were returned, so callers search those rows again.
+    A row saturates when its k-th neighbour is still close (see ``near_pairs``): it may have more
+    near neighbours than were returned, so callers search those rows again.
     """
 
     a: np.ndarray
@@ -95,12 +98,20 @@ class Candidates:
 
 
 def near_pairs(
-    store: RowStore, rows: np.ndarray, min_cos: float, *, k: int = 32, seed: int = 0
+    store: RowStore,
+    rows: np.ndarray,
+    min_cos: float,
+    *,
+    k: int = 16,
+    seed: int = 0,
+    saturation_cos: float | None = None,
 ) -> Candidates:
     """Every pair among ``rows`` whose cosine is ≥ ``min_cos`` that a k-NN search finds.
 
-    Each row contributes its ``k`` nearest neighbours (within the radius); rows with more than
-    ``k`` are reported as saturated. The cosine is always computed on the full stored vectors.
+    Each row contributes its ``k`` nearest neighbours inside the radius. A row whose k-th
+    neighbour still has a full cosine ≥ ``saturation_cos`` (default ``min_cos``) may have more
+    such neighbours than were returned: it is reported as saturated. Cosines are always computed
+    on the full stored vectors.
     """
     rows = np.asarray(rows, dtype=np.int64)
     n = len(rows)
@@ -110,19 +121,22 @@ def near_pairs(
     k = max(1, min(k, n - 1))
     radius2 = (2.0 - 2.0 * min_cos) * RADIUS_SLACK + 1e-4
     if n <= EXACT_LIMIT:
-        qa, qb, saturated = _exact(store, rows, k, min_cos)
+        qa, qb, last = _exact(store, rows, k, min_cos)
     else:
-        qa, qb, saturated = _reduced(store, rows, k, radius2, seed)
+        qa, qb, last = _reduced(store, rows, k, radius2, seed)
+    full = np.flatnonzero(last >= 0)
+    last_cos = pair_cosines(store, rows[full], rows[last[full]])
+    saturated = rows[full[last_cos >= (min_cos if saturation_cos is None else saturation_cos)]]
     lo, hi = np.minimum(qa, qb), np.maximum(qa, qb)
     keys = np.unique(lo * (n + 1) + hi)
     lo, hi = keys // (n + 1), keys % (n + 1)
     a, b = rows[lo], rows[hi]
     cos = pair_cosines(store, a, b)
     keep = cos >= min_cos
-    return Candidates(a[keep], b[keep], cos[keep], rows[saturated])
+    return Candidates(a[keep], b[keep], cos[keep], saturated)
 
 
-def pair_cosines(store: RowStore, a: np.ndarray, b: np.ndarray, block: int = 65_536) -> np.ndarray:
+def pair_cosines(store: RowStore, a: np.ndarray, b: np.ndarray, block: int = 8192) -> np.ndarray:
     """Cosine of each (a[i], b[i]) pair on the full rows (rows are unit length)."""
     out = np.empty(len(a), np.float32)
     for start in range(0, len(a), block):
@@ -141,45 +155,63 @@ def _exact(store: RowStore, rows: np.ndarray, k: int, min_cos: float) -> tuple[n
     return _collect(sims >= min_cos - 1e-4, ids, k)
 
 
+def pca_basis(store: RowStore, rows: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the top ``dim`` principal directions (D×dim, orthonormal) from a seeded row sample."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(rows, size=min(len(rows), PCA_ROWS), replace=False))
+    x = store.rows(sample)
+    mean = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+    x -= mean
+    _, vectors = np.linalg.eigh((x.T @ x).astype(np.float64))
+    basis = np.ascontiguousarray(vectors[:, ::-1][:, :dim], dtype=np.float32)
+    return mean, basis
+
+
 def _reduced(store: RowStore, rows: np.ndarray, k: int, radius2: float, seed: int) -> tuple[np.ndarray, ...]:
     import faiss
 
     n = len(rows)
     assert store.dim is not None
     dim = min(REDUCED_DIM, store.dim)
-    nlist = max(1, n // LIST_SIZE)
-    rng = np.random.default_rng(seed)
-    n_train = min(n, max(TRAIN_ROWS, 40 * nlist))
-    train_rows = np.sort(rng.choice(rows, size=n_train, replace=False))
-    pca = faiss.PCAMatrix(store.dim, dim)
-    train = store.rows(train_rows)
-    pca.train(train)
-    reduced_train = pca.apply(train)
-    del train
+    mean, basis = pca_basis(store, rows, dim, seed)
+    reduced = np.empty((n, dim), np.float32)  # n × 64 floats: 256 MB for a million rows
+    for start, block in store.blocks(rows):
+        reduced[start : start + len(block)] = (block - mean) @ basis
     if n <= FLAT_REDUCED_LIMIT:
         index = faiss.IndexFlatL2(dim)
     else:
-        index = faiss.index_factory(dim, f"IVF{nlist}_HNSW32,SQfp16")
-        index.cp.seed = seed
-        index.train(reduced_train)
-        index.nprobe = NPROBE
-        faiss.downcast_index(index.quantizer).hnsw.efSearch = max(64, 2 * NPROBE)
-    del reduced_train
-    for _, block in store.blocks(rows):
-        index.add(pca.apply(block))
-    within = []
-    ids_all = []
-    for _, block in store.blocks(rows):
-        dist, ids = index.search(pca.apply(block), k + 1)
+        nlist = max(1, n // LIST_SIZE)
+        index = faiss.index_factory(dim, f"IVF{nlist}_HNSW32,Flat")
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed = int(seed % (2**31 - 1))
+        ivf.cp.niter = KMEANS_ITERATIONS
+        ivf.cp.min_points_per_centroid = 1  # the sample below is deliberately small
+        rng = np.random.default_rng(seed + 1)
+        train = np.sort(rng.choice(n, size=min(n, TRAIN_PER_LIST * nlist), replace=False))
+        index.train(reduced[train])
+        ivf.nprobe = NPROBE
+        faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(32, 2 * NPROBE)
+    index.add(reduced)
+    within, found = [], []
+    for start in range(0, n, QUERY_BLOCK):
+        dist, ids = index.search(reduced[start : start + QUERY_BLOCK], k + 1)
         within.append(dist <= radius2)
-        ids_all.append(ids)
-    return _collect(np.concatenate(within), np.concatenate(ids_all), k)
+        found.append(ids)
+    del reduced, index
+    return _collect(np.concatenate(within), np.concatenate(found), k)
 
 
 def _collect(within: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(query, neighbour) position pairs inside the radius, self and padding removed; saturated queries."""
+    """(query, neighbour) position pairs inside the radius, self and padding removed, and for each
+    query its k-th neighbour inside the radius (-1 when it had fewer)."""
     query = np.arange(len(ids))[:, None]
     ok = within & (ids >= 0) & (ids != query)
-    saturated = np.flatnonzero(ok.sum(axis=1) >= k)
+    count = ok.sum(axis=1)
+    kth = np.full(len(ids), -1, np.int64)
+    full = np.flatnonzero(count >= k)
+    if len(full):
+        # position of the k-th valid neighbour in each full row
+        position = np.argmax(np.cumsum(ok[full], axis=1) >= k, axis=1)
+        kth[full] = ids[full, position]
     qa = np.broadcast_to(query, ids.shape)[ok]
-    return qa.astype(np.int64), ids[ok].astype(np.int64), saturated
+    return qa.astype(np.int64), ids[ok].astype(np.int64), kth

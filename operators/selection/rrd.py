@@ -278,6 +278,8 @@ class RRD(SelectionOperator):
                 evidence["nearest"] = {"sample_id": self._ids[r.nearest], "source": self._sources[r.nearest]}
                 evidence["similarity"] = round((1.0 + r.cos) / 2.0, 4)
             else:
-                evidence["note"] = "last sample of its cluster; the ratio asked for fewer samples than clusters"
+                evidence["note"] = (
+                    "last sample of its cluster; the ratio asked for fewer samples than clusters"
+                )
             verdicts[self._ids[r.index]] = Verdict(False, evidence)
         return verdicts

@@ -216,7 +216,7 @@ def rerun_into(
             return None
 
     try:
-        _, _, output_path = ProcessingJob(ctx, task, version, NoControl()).run()
+        _, output_path = ProcessingJob(ctx, task, version, NoControl()).run()
     finally:
         engine.dispose()
     return data_files(stack, output_path)

@@ -58,7 +58,10 @@ def _register(stack: Stack, name: str, files: dict[str, bytes]) -> dict:
     for rel, data in files.items():
         stack.put_file(IN, f"{name}/{rel}", data)
     lines = [
-        {"source": f"obs://{IN}/{name}/{rel}", "annotation": [{"type": IMAGE_CLASSIFICATION, "name": rel.split("/")[0]}]}
+        {
+            "source": f"obs://{IN}/{name}/{rel}",
+            "annotation": [{"type": IMAGE_CLASSIFICATION, "name": rel.split("/")[0]}],
+        }
         for rel in files
     ]
     stack.put_file(IN, f"{name}/input.manifest", "".join(json.dumps(x) + "\n" for x in lines).encode())
@@ -68,7 +71,10 @@ def _register(stack: Stack, name: str, files: dict[str, bytes]) -> dict:
 def _outputs(stack: Stack, output_path: str) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
     root = parse_uri(output_path if output_path.endswith("/") else output_path + "/")
     prefix = root.key + "Data/"
-    files = {i.key[len(prefix) :]: stack.store.get_bytes(root.bucket, i.key) for i in stack.store.list(root.bucket, prefix)}
+    files = {
+        i.key[len(prefix) :]: stack.store.get_bytes(root.bucket, i.key)
+        for i in stack.store.list(root.bucket, prefix)
+    }
     text = stack.store.get_bytes(root.bucket, root.key + "output.manifest").decode()
     return files, [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -141,7 +147,9 @@ def test_selection_example_removes_duplicates_into_v003(stack: Stack) -> None:
     assert data["cat/fruits.jpg"] == files["cat/fruits.jpg"]  # copied byte for byte
     assert sorted(line["source"].split("/Data/")[1] for line in manifest) == sorted(kept)
     for line in manifest:
-        assert line["annotation"] == [{"type": IMAGE_CLASSIFICATION, "name": line["source"].split("/Data/")[1].split("/")[0]}]
+        assert line["annotation"] == [
+            {"type": IMAGE_CLASSIFICATION, "name": line["source"].split("/Data/")[1].split("/")[0]}
+        ]
 
     with stack.sessions() as s:
         versions = {v.name: v for v in DatasetRepository(s).versions(dataset["dataset_id"])}

@@ -228,13 +228,38 @@ def test_measure_uses_header_size_for_geometry(
     operator: FeatureAnalysis, photos: dict[str, np.ndarray]
 ) -> None:
     rgb = photos["mate-Dune.jpg"]
-    image = decode_image(jpeg(rgb), max_side=FeatureAnalysis.decode_side)
+    image = decode_image(jpeg(rgb), max_side=ANALYSIS_SIDE)
     assert max(image.pixels.shape[:2]) <= 512
     values = operator.measure(image)
     assert values["resolution"] == rgb.shape[0] * rgb.shape[1]
     assert values["aspect_ratio"] == pytest.approx(rgb.shape[1] / rgb.shape[0])
     assert 0 < values["brightness"] < 1 and 0 < values["saturation"] < 1 and 0 < values["blurriness"] < 1
     assert all(type(value) is float for value in values.values())
+
+
+def test_bytes_path_agrees_with_the_pixel_path(
+    operator: FeatureAnalysis, photos: dict[str, np.ndarray]
+) -> None:
+    """analyse() decodes luma + thumbnail straight from JPEG; measure() works from RGB pixels."""
+    for name in PHOTO_NAMES[::6]:
+        data = jpeg(photos[name])
+        from_bytes = operator.measure_bytes(data)
+        from_pixels = operator.measure(decode_image(data, max_side=ANALYSIS_SIDE, resize=False))
+        assert from_bytes.keys() == from_pixels.keys()
+        for key in ("resolution", "aspect_ratio"):
+            assert from_bytes[key] == from_pixels[key]
+        for key in ("brightness", "blurriness", LUMA_P50, LUMA_P95):
+            assert from_bytes[key] == pytest.approx(from_pixels[key], abs=0.01), (name, key)
+        assert from_bytes["saturation"] == pytest.approx(from_pixels["saturation"], abs=0.03), name
+        assert from_bytes["colorfulness"] == pytest.approx(from_pixels["colorfulness"], rel=0.1, abs=2), name
+        png = operator.measure_bytes(_png(photos[name]))  # not a JPEG: planes come from the pixels
+        assert png["blurriness"] == pytest.approx(from_pixels["blurriness"], abs=0.03), name
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- params and selection

@@ -15,7 +15,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from operators.decode import ALLOWED_FORMATS, DecodedImage, DecodeLimits, decode_image, probe
+from operators.decode import (
+    ALLOWED_FORMATS,
+    DecodedImage,
+    DecodeLimits,
+    decode_image,
+    decode_planes,
+    planes_from_pixels,
+    probe,
+)
 from operators.errors import DecodeError, OperatorError
 from tests.conftest import PHOTOS
 
@@ -289,7 +297,12 @@ def test_fast_jpeg_path_matches_the_strict_path_at_every_size(name: str) -> None
         for resize in (True, False):
             strict = decode_image(data, max_side=max_side, resize=resize)
             fast = decode_image(data, max_side=max_side, resize=resize, fast_jpeg=True)
-            assert np.array_equal(strict.pixels, fast.pixels), (max_side, resize)
+            assert strict.pixels.shape == fast.pixels.shape
+            difference = np.abs(strict.pixels.astype(np.int16) - fast.pixels)
+            if fast.scale >= 0.25:  # same libjpeg-turbo code: identical pixels
+                assert not difference.any(), (max_side, resize)
+            else:  # 1/8 scale (DC only) rounds slightly differently in the two builds
+                assert difference.max() <= 3 and difference.mean() < 0.5, (max_side, resize)
             assert (strict.width, strict.height, strict.scale) == (fast.width, fast.height, fast.scale)
 
 
@@ -313,6 +326,60 @@ def test_fast_jpeg_path_is_only_for_colour_jpegs() -> None:
     assert grey.mode == "L" and grey.pixels.shape == (640, 1024, 3)
     cmyk = decode_image(_encode(_photo(SMALL_PHOTO).convert("CMYK"), "JPEG"), fast_jpeg=True)
     assert cmyk.mode == "CMYK" and cmyk.pixels.shape == (480, 512, 3)
+
+
+@pytest.mark.parametrize("name", ["mate-Aqua.jpg", "opencv-aero1.jpg", "opencv-notes.jpg", "opencv-tmpl.jpg"])
+def test_planes_from_jpeg_match_planes_from_pixels(name: str) -> None:
+    data = (PHOTOS / name).read_bytes()
+    for luma_side, thumbnail_side in ((512, 80), (100, 10)):
+        direct = decode_planes(data, luma_side=luma_side, thumbnail_side=thumbnail_side)
+        via_pixels = planes_from_pixels(
+            decode_image(data, max_side=luma_side, resize=False),
+            luma_side=luma_side,
+            thumbnail_side=thumbnail_side,
+        )
+        assert direct.luma.shape == via_pixels.luma.shape and max(direct.luma.shape) <= luma_side
+        assert (
+            direct.thumbnail.shape == via_pixels.thumbnail.shape
+            and max(direct.thumbnail.shape) <= thumbnail_side
+        )
+        assert (
+            np.abs(direct.luma.astype(np.int16) - via_pixels.luma).mean() < 0.5
+        )  # libjpeg's Y = BT.601 luma
+        assert (
+            np.abs(direct.thumbnail.astype(np.int16) - via_pixels.thumbnail).mean() < 8
+        )  # DCT vs box average
+        assert (direct.width, direct.height, direct.format) == (via_pixels.width, via_pixels.height, "JPEG")
+        assert not direct.luma.flags.writeable and not direct.thumbnail.flags.writeable
+
+
+def test_planes_apply_exif_orientation() -> None:
+    image = _photo(SMALL_PHOTO).crop((0, 0, 320, 160))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    data = _encode(image, "JPEG", quality=95, exif=exif.tobytes())
+    planes = decode_planes(data, luma_side=512, thumbnail_side=40)
+    assert planes.luma.shape == (320, 160) and planes.thumbnail.shape == (40, 20, 3)
+    assert (planes.width, planes.height, planes.orientation) == (160, 320, 8)
+    expected = np.rot90(np.asarray(image.convert("L")), k=1).astype(np.float32)
+    assert float(np.abs(planes.luma - expected).mean()) < 3.0
+
+
+def test_planes_of_other_formats_and_bad_input() -> None:
+    png = decode_planes(_encode(_photo(), "PNG"), luma_side=256, thumbnail_side=32)
+    assert png.format == "PNG" and png.luma.shape == (160, 256) and png.thumbnail.shape == (20, 32, 3)
+    with pytest.raises(DecodeError, match=r"truncated|cannot decode"):
+        decode_planes(PHOTO.read_bytes()[:30000], luma_side=512, thumbnail_side=80)
+    with pytest.raises(DecodeError, match="not a recognised image"):
+        decode_planes(b"plain text" * 10, luma_side=512, thumbnail_side=80)
+    with pytest.raises(DecodeError, match="pixel"):
+        decode_planes(_png_claiming(30000, 30000), DecodeLimits(), luma_side=512, thumbnail_side=80)
+    with pytest.raises(DecodeError, match="over the 10000000-pixel limit"):
+        decode_planes(
+            _png_claiming(8000, 8000), DecodeLimits(max_pixels=10**7), luma_side=512, thumbnail_side=80
+        )
+    with pytest.raises(DecodeError):
+        decode_planes(PHOTO.read_bytes(), luma_side=0, thumbnail_side=80)
 
 
 # --------------------------------------------------------------------------- rejected input

@@ -381,9 +381,10 @@ def test_rrd_keeps_the_ratio_and_thins_the_redundant_cluster_first(
     for sid in removed:
         ev = verdicts[sid].evidence
         assert ev["reason"] == "redundant" and ev["nearest"]["sample_id"] in cluster
-        assert ev["nearest"]["sample_id"] not in removed or verdicts[ev["nearest"]["sample_id"]].evidence[
-            "removal_rank"
-        ] > ev["removal_rank"]  # it named a sample that was still there when it was removed
+        assert (
+            ev["nearest"]["sample_id"] not in removed
+            or verdicts[ev["nearest"]["sample_id"]].evidence["removal_rank"] > ev["removal_rank"]
+        )  # it named a sample that was still there when it was removed
     assert all(verdicts[s.sample_id].keep for s in samples if s.sample_id not in cluster)
 
 
@@ -400,7 +401,7 @@ def test_rrd_is_deterministic_for_a_seed(redundant: tuple[list[Sample], set[str]
 def test_rrd_n_clusters_must_be_below_the_sample_count(redundant: tuple[list[Sample], set[str]]) -> None:
     samples, _ = redundant
     small = samples[:5]
-    with pytest.raises(InvalidParamsError, match="ModelArts.4622"):
+    with pytest.raises(InvalidParamsError, match=r"ModelArts\.4622"):
         _run(_rrd("0.8", "5"), small)
     verdicts = _run(_rrd("0.8", "4"), small)
     assert sum(not v.keep for v in verdicts.values()) == 1

@@ -17,7 +17,7 @@ from storage.uris import ObjectRef, parse_uri
 from workers.context import WorkerContext
 from workers.fetch import Fetcher, batched
 from workers.inputs import iter_samples, resolve
-from workers.jobs.base import JobControl, JobOutcome
+from workers.jobs.base import JobControl, JobOutcome, ResultSink
 
 RESULT_FILE = "analysis_result.json"
 
@@ -41,7 +41,8 @@ def run_analysis(
     samples = chain.from_iterable(iter_samples(ctx.store, r) for r in resolved)
 
     records: list[SampleMetrics] = []
-    results: list[SampleResult] = []
+    pending: list[SampleResult] = []  # records wait for the summary's per-sample issues
+    results = ResultSink(ctx, version.id)
     with Fetcher(ctx.store, settings.max_image_bytes) as fetcher:
         for batch in fetcher.stream(batched(samples, settings.batch_size)):
             for fetched in batch:
@@ -57,7 +58,7 @@ def run_analysis(
                     evidence["error"] = record.error
                 else:
                     evidence["metrics"] = {k: round(float(v), 6) for k, v in (record.metrics or {}).items()}
-                results.append(
+                pending.append(
                     SampleResult(
                         sample_id=sid,
                         origin_source=source,
@@ -69,9 +70,11 @@ def run_analysis(
             control.checkpoint(len(records))
     result = op.summarize(records)
     issues = {o["sample_id"]: o["issues"] for o in result["outliers"]}
-    for res in results:
+    for res in pending:
         if res.sample_id in issues:
             res.result_description[0]["issues"] = issues[res.sample_id]
+        results.add(res)
+    results.flush()
 
     payload = json.dumps(result, ensure_ascii=False, sort_keys=True).encode()
     for folder in _result_folders(resolved, version):
@@ -86,7 +89,7 @@ def run_analysis(
         "deleted_sample_count": 0,
         "add_sample_count": 0,
     }
-    return JobOutcome(counters=counters, results=results, result=result)
+    return JobOutcome(counters=counters, result=result, results_written=True)
 
 
 def _result_folders(resolved: list, version: TaskVersion) -> list[ObjectRef]:  # type: ignore[type-arg]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from operators.decode import DecodeLimits
-
 from operators import registry
+from operators.decode import DecodeLimits
 from operators.errors import OperatorError
 from operators.kinds import OperatorEnv, SampleOperator, SelectionOperator
 from operators.registry import Operator
@@ -27,14 +27,15 @@ from storage.db.engine import session_scope
 from storage.db.models import ProcessorTask, SampleResult, TaskVersion
 from storage.db.repositories import DatasetRepository
 from storage.errors import NotFoundError, StorageError
-from storage.manifest import ManifestSample, sample_id, write_manifest
+from storage.manifest import ManifestSample, dump_line, read_manifest, sample_id
+from storage.objectstore.base import ObjectStore
 from storage.uris import ObjectRef, parse_uri, to_api_path
 from workers.context import WorkerContext
 from workers.device import resolve_device
 from workers.errors import InputError, WorkerError
 from workers.fetch import Fetched, Fetcher, batched
 from workers.inputs import iter_samples, resolve
-from workers.jobs.base import JobControl, JobOutcome
+from workers.jobs.base import JobControl, JobOutcome, ResultSink
 from workers.samples import build_sample, detection_xml, encode, manifest_line, rng_for, seed_for
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class ProcessingJob:
             device=resolve_device(self.ctx.settings.device),
             seed=self.seed,
             batch_size=self.ctx.settings.batch_size,
+            cache_dir=self.ctx.settings.data_dir / "cache",
             read_bytes=read_bytes,
             list_images=list_images,
         )
@@ -220,10 +222,13 @@ class ProcessingJob:
 
     # --- run ----------------------------------------------------------------------------------
 
-    def run(self) -> tuple[dict[str, int], list[SampleResult], str]:
+    def run(self) -> tuple[dict[str, int], str]:
         env = self.env()
         for op in self.ops:
-            op.begin(env)
+            try:
+                op.begin(env)
+            except OperatorError as exc:  # e.g. PCC: unreadable checkpoint or exemplar folder
+                raise WorkerError(f"{op.name}: {exc}") from exc
         output = self._output()
         with Fetcher(self.ctx.store, self.ctx.settings.max_image_bytes) as fetcher:
             for index, op in enumerate(self.ops):
@@ -249,12 +254,12 @@ class ProcessingJob:
         self.done += n
         self.control.checkpoint(self.done)
 
-    def _final_pass(self, fetcher: Fetcher, output: Output) -> tuple[dict[str, int], list[SampleResult], str]:
+    def _final_pass(self, fetcher: Fetcher, output: Output) -> tuple[dict[str, int], str]:
         store = self.ctx.store
         store.ensure_bucket(output.root.bucket)
         counters = dict.fromkeys(("origin", "unmodified", "modified", "deleted", "add"), 0)
-        results: list[SampleResult] = []
-        lines: list[ManifestSample] = []
+        results = ResultSink(self.ctx, self.version.id)
+        lines = ManifestSpool()
         used: set[str] = set()
         data_dir = output.root.join("Data/")
 
@@ -278,7 +283,7 @@ class ProcessingJob:
                 counters["origin"] += 1
                 if lineage.original is None:
                     counters["deleted"] += 1
-                    results.append(
+                    results.add(
                         SampleResult(
                             sample_id=sample.sample_id,
                             origin_source=origin_source,
@@ -292,10 +297,10 @@ class ProcessingJob:
                     if kept.pixels is None and kept.data is None:
                         raise WorkerError(f"operator left {origin_source} without image data")
                     uri, line = write(kept)
-                    lines.append(line)
+                    lines.add(line)
                     prop = MODIFIED if kept.changed else KEPT
                     counters["modified" if prop == MODIFIED else "unmodified"] += 1
-                    results.append(
+                    results.add(
                         SampleResult(
                             sample_id=sample.sample_id,
                             origin_source=origin_source,
@@ -306,9 +311,9 @@ class ProcessingJob:
                     )
                 for added in lineage.added:
                     uri, line = write(added)
-                    lines.append(line)
+                    lines.add(line)
                     counters["add"] += 1
-                    results.append(
+                    results.add(
                         SampleResult(
                             sample_id=sample_id(uri),
                             origin_source=origin_source,
@@ -319,16 +324,14 @@ class ProcessingJob:
                     )
             self._tick(len(batch))
 
-        write_manifest(store, output.root.join("output.manifest"), lines)
+        results.flush()
+        manifest_ref = output.root.join("output.manifest")
+        lines.write(store, manifest_ref)
         if output.dataset_id is not None:
-            self._publish(output, lines, counters)
-        return (
-            {f"{k}_sample_count": v for k, v in counters.items()},
-            results,
-            to_api_path(output.root),
-        )
+            self._publish(output, StoredManifest(store, manifest_ref), counters)
+        return {f"{k}_sample_count": v for k, v in counters.items()}, to_api_path(output.root)
 
-    def _publish(self, output: Output, lines: list[ManifestSample], counters: dict[str, int]) -> None:
+    def _publish(self, output: Output, lines: Iterable[ManifestSample], counters: dict[str, int]) -> None:
         """A DATASET work_path: the output becomes a new version of that dataset."""
         try:
             with session_scope(self.ctx.sessions) as s:
@@ -352,6 +355,32 @@ class ProcessingJob:
             raise WorkerError(f"cannot publish dataset version {output.version_name}: {exc}") from exc
 
 
+class ManifestSpool:
+    """Output manifest lines spooled to a temporary file (memory stays flat), uploaded once at the end."""
+
+    def __init__(self) -> None:
+        # closed by write(); on a failed run the garbage collector removes it
+        self._file = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
+
+    def add(self, sample: ManifestSample) -> None:
+        self._file.write(dump_line(sample).encode() + b"\n")
+
+    def write(self, store: ObjectStore, ref: ObjectRef) -> None:
+        self._file.seek(0)
+        store.put_stream(ref.bucket, ref.key, self._file, content_type="application/jsonl")  # type: ignore[arg-type]
+        self._file.close()
+
+
+class StoredManifest:
+    """A manifest object that can be iterated more than once (read lazily each time)."""
+
+    def __init__(self, store: ObjectStore, ref: ObjectRef) -> None:
+        self.store, self.ref = store, ref
+
+    def __iter__(self) -> Iterator[ManifestSample]:
+        return read_manifest(self.store, self.ref)
+
+
 def unique_name(used: set[str], rel: str, key: str) -> str:
     """``rel`` unless another sample already took it; then the sample id goes into the stem."""
     if rel not in used:
@@ -366,5 +395,5 @@ def unique_name(used: set[str], rel: str, key: str) -> str:
 def run_processing(
     ctx: WorkerContext, task: ProcessorTask, version: TaskVersion, control: JobControl
 ) -> JobOutcome:
-    counters, results, output_path = ProcessingJob(ctx, task, version, control).run()
-    return JobOutcome(counters=counters, results=results, output_path=output_path)
+    counters, output_path = ProcessingJob(ctx, task, version, control).run()
+    return JobOutcome(counters=counters, output_path=output_path, results_written=True)

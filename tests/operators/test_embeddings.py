@@ -1,0 +1,265 @@
+"""Embeddings: the default backbone on real photos, precision, user checkpoints, the content cache.
+
+Checkpoints are torchvision models with random weights (``weights=None``: nothing is downloaded),
+saved as a state_dict and as a whole model, read from a local file and from the local object store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from operators import registry
+from operators.cleaning.pcc import PCC, PccError
+from operators.decode import decode_image
+from operators.embeddings.backbone import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Embedder,
+    get_embedder,
+    load_default_model,
+    preprocess,
+)
+from operators.embeddings.cache import EmbeddingCache, content_key
+from operators.embeddings.checkpoint import (
+    FINGERPRINTS,
+    CheckpointError,
+    checkpoint_embedder,
+    fingerprint,
+    load_checkpoint,
+)
+from operators.kinds import OperatorEnv
+from operators.sample import Sample
+from storage.objectstore.local import LocalObjectStore
+from storage.uris import parse_uri
+from tests.conftest import FASHION, PHOTOS
+
+ROOT = Path(__file__).resolve().parents[2]
+NATURAL = [
+    "mate-Elephants",
+    "mate-LadyBird",
+    "opencv-baboon",
+    "opencv-fruits",
+    "opencv-butterfly",
+    "opencv-home",
+]
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return [np.array(decode_image((PHOTOS / f"{n}.jpg").read_bytes(), max_side=320).pixels) for n in NATURAL]
+
+
+def _saved(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _direct(model: torch.nn.Module, images: list[np.ndarray]) -> np.ndarray:
+    """Reference penultimate features of a torchvision classifier, computed without dsproc."""
+    model = model.eval()
+    head = "fc" if isinstance(model, torchvision.models.ResNet) else "classifier"
+    setattr(model, head, torch.nn.Identity())
+    with torch.inference_mode():
+        x = torch.from_numpy(preprocess(images, 224, IMAGENET_MEAN, IMAGENET_STD))
+        return torch.nn.functional.normalize(model(x), dim=1).numpy()
+
+
+def test_default_embedder_matches_the_plain_model(photos: list[np.ndarray]) -> None:
+    embedder = get_embedder("cpu")
+    rows = embedder.embed(photos, batch_size=4)
+    assert rows.shape == (len(photos), 1280) and rows.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    plain = load_default_model().eval()  # a fresh copy: BatchNorm not folded, NCHW
+    with torch.inference_mode():
+        ref = plain.extract_features(torch.from_numpy(preprocess(photos))).mean(dim=(2, 3))
+        ref = torch.nn.functional.normalize(ref, dim=1).numpy()
+    if embedder.precision == "fp32":
+        assert float((rows * ref).sum(axis=1).min()) > 0.9999
+    else:
+        assert float((rows * ref).sum(axis=1).min()) > 0.99
+    # Different photos are far apart; batch size does not change a row.
+    assert float((rows @ rows.T - np.eye(len(rows))).max()) < 0.9
+    np.testing.assert_allclose(embedder.embed(photos[::-1], batch_size=5)[::-1], rows, atol=1e-5)
+
+
+def test_bf16_autocast_agrees_with_fp32(photos: list[np.ndarray]) -> None:
+    model = load_default_model()
+    fp32 = Embedder(model, precision="fp32").embed(photos)
+    bf16_embedder = Embedder(model, precision="bf16")
+    assert bf16_embedder.model_id.endswith("/bf16")
+    assert float((bf16_embedder.embed(photos) * fp32).sum(axis=1).min()) >= 0.99
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
+def test_fingerprints_match_torchvision(arch: str) -> None:
+    with torch.device("meta"):
+        state = torchvision.models.get_model(arch, weights=None).state_dict()
+    family = "resnet" if arch.startswith("resnet") else "classifier"
+    assert FINGERPRINTS[fingerprint(state, family)] == arch
+
+
+def test_resnet18_state_dict_and_whole_model(photos: list[np.ndarray], tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=7)
+    as_state = _saved(model.state_dict())
+    as_whole = _saved(model)
+    as_reference_script = _saved(
+        {"model": model.state_dict(), "epoch": 3, "args": argparse.Namespace(model="resnet18")}
+    )
+    as_data_parallel = _saved({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}})
+    reference = _direct(model, photos)
+    for data in (as_state, as_whole, as_reference_script, as_data_parallel):
+        backbone = load_checkpoint(data, "r18.pth")
+        assert backbone.arch == "resnet18" and backbone.dim == 512
+        rows = checkpoint_embedder(data, "r18.pth").embed(photos)
+        assert rows.shape == (len(photos), 512)
+        assert float((rows * reference).sum(axis=1).min()) > 0.9999
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"not a checkpoint at all", "not a torch.save checkpoint"),
+        (_saved({"w": torch.zeros(3)})[:200], "damaged or truncated"),
+        (_saved({"epoch": 3}), "neither a model nor a state_dict"),
+        (_saved(torchvision.models.squeezenet1_0(weights=None)), "holds a SqueezeNet model"),
+        (_saved({"conv.weight": torch.zeros(2, 3, 3, 3)}), "cannot tell its architecture"),
+        (_saved({"arch": "vgg11", "state_dict": {"x": torch.zeros(1)}}), "'vgg11' is not supported"),
+    ],
+)
+def test_unusable_checkpoints_fail_clearly(data: bytes, message: str) -> None:
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(data, "bad.pth")
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch /tmp/dsproc-pwned",))
+
+
+def test_pickled_code_is_refused_before_unpickling() -> None:
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        load_checkpoint(_saved({"model": _Exploit()}), "evil.pth")
+
+
+def test_sidecar_names_the_architecture() -> None:
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    with pytest.raises(CheckpointError, match="does not fit resnet34"):
+        load_checkpoint(_saved(state), "r.pth", {"arch": "resnet34"})
+    backbone = load_checkpoint(_saved(state), "r.pth", {"arch": "resnet18", "input_size": 160})
+    assert (backbone.arch, backbone.input_size) == ("resnet18", 160)
+
+
+def _fashion_samples(n: int) -> list[Sample]:
+    out = []
+    for path in sorted((FASHION / "Bag").glob("*.png"))[:n]:
+        data = path.read_bytes()
+        out.append(
+            Sample(
+                sample_id=path.stem,
+                source=f"obs://f/{path.name}",
+                name=path.name,
+                data=data,
+                pixels=decode_image(data).pixels,
+            )
+        )
+    return out
+
+
+def _env(store: LocalObjectStore, samples: list[Sample], cache: Path | None) -> OperatorEnv:
+    def read_bytes(uri: str) -> bytes:  # what the worker's env does
+        ref = parse_uri(uri)
+        return store.get_bytes(ref.bucket, ref.key)
+
+    def list_images(folder: str) -> Iterator[Sample]:
+        yield from (replace(s) for s in samples)
+
+    return OperatorEnv(cache_dir=cache, read_bytes=read_bytes, list_images=list_images)
+
+
+def test_pcc_loads_checkpoints_from_a_file_and_from_the_object_store(tmp_path: Path) -> None:
+    model = torchvision.models.resnet18(weights=None)
+    local = tmp_path / "weights" / "resnet18.pth"
+    local.parent.mkdir()
+    local.write_bytes(_saved(model.state_dict()))
+    store = LocalObjectStore(tmp_path / "store")
+    store.ensure_bucket("models")
+    store.put_bytes("models", "cls/whole.pt", _saved(model))
+    store.put_bytes("models", "cls/bad.pth", b"\x00" * 64)
+    store.put_bytes("models", "cls/plain.bin", _saved(model.state_dict()))
+    store.put_bytes("models", "cls/plain.bin.json", json.dumps({"arch": "resnet18"}).encode())
+    samples = _fashion_samples(6)
+    ids = {}
+    for path in (str(local), "obs://models/cls/whole.pt", "/models/cls/plain.bin"):
+        op = registry.build("PCC", {"prototype_sample_path": "obs://ex/p/", "checkpoint_path": path})
+        assert isinstance(op, PCC)
+        op.begin(_env(store, samples[:3], tmp_path / "cache"))
+        assert op.embedder.dim == 512 and "resnet18" in op.embedder.model_id
+        op.observe([replace(s) for s in samples[3:]])
+        verdicts = op.decide()
+        assert len(verdicts) == 3
+        assert all("resnet18" in v.evidence["model"] for v in verdicts.values())
+        ids[path] = op.embedder.model_id
+    # Same weights, same embeddings: state_dict and whole model rows agree.
+    a = checkpoint_embedder(local.read_bytes(), "a").embed([s.pixels for s in samples])  # type: ignore[misc]
+    b = checkpoint_embedder(store.get_bytes("models", "cls/whole.pt"), "b").embed([s.pixels for s in samples])  # type: ignore[misc]
+    assert float((a * b).sum(axis=1).min()) > 0.9999
+
+    for path, message in [
+        ("obs://models/cls/bad.pth", "checkpoint_path: cannot load checkpoint obs://models/cls/bad.pth"),
+        ("obs://models/cls/missing.pth", "neither a local file nor a readable object"),
+        (str(tmp_path / "weights"), "is a folder"),
+    ]:
+        op = registry.build("PCC", {"prototype_sample_path": "obs://ex/p/", "checkpoint_path": path})
+        with pytest.raises(PccError, match=message):
+            op.begin(_env(store, samples[:3], None))
+
+
+def test_embedding_cache(tmp_path: Path) -> None:
+    (sample,) = _fashion_samples(1)
+    key = content_key(sample)
+    changed = replace(sample, pixels=np.ascontiguousarray(sample.pixels[::-1]), pixels_changed=True)  # type: ignore[index]
+    assert content_key(changed) != key
+    assert content_key(replace(sample, sample_id="other", name="x.png")) == key  # content, not name
+    cache = EmbeddingCache(tmp_path, "model-a", 4)
+    cache.put_many([(key, np.arange(4, dtype=np.float32))])
+    np.testing.assert_array_equal(cache.get_many([key, b"x" * 32])[key], np.arange(4, dtype=np.float32))
+    assert EmbeddingCache(tmp_path, "model-b", 4).get_many([key]) == {}  # keyed by model too
+    blocked = tmp_path / "file"
+    blocked.write_bytes(b"")
+    broken = EmbeddingCache(blocked, "model-a", 4)  # a file where the folder should be
+    assert not broken.enabled and broken.get_many([key]) == {}
+    broken.put_many([(key, np.zeros(4, np.float32))])
+
+
+def test_importing_and_embedding_on_cpu_never_touches_cuda() -> None:
+    code = (
+        "import sys\n"
+        "import operators.embeddings, operators.cleaning\n"
+        "assert 'torch' not in sys.modules, 'torch imported at import time'\n"
+        "import torch, numpy as np\n"
+        "def refuse(*a, **k): raise RuntimeError('CUDA initialised')\n"
+        "torch.cuda._lazy_init = refuse\n"
+        "from operators import registry\n"
+        "registry.registered()\n"
+        "from operators.embeddings import get_embedder\n"
+        "print(get_embedder('cpu').embed([np.zeros((40, 30, 3), np.uint8)]).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "(1, 1280)" in done.stdout
