@@ -271,8 +271,8 @@ class RRD(SelectionOperator):
                 "cluster_size": int(sizes[labels[r.index]]),
                 "removal_rank": r.step + 1,
                 "sample_ratio": ratio,
-                "kept": keep,
-                "total": n,
+                "kept_count": keep,
+                "total_count": n,
             }
             if r.nearest >= 0:
                 evidence["nearest"] = {"sample_id": self._ids[r.nearest], "source": self._sources[r.nearest]}
