@@ -34,6 +34,8 @@ def get_store(ctx: Annotated[ApiContext, Depends(get_context)]) -> ObjectStore:
 
 
 ContextDep = Annotated[ApiContext, Depends(get_context)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit happens before the response is sent, so a client that reads right
+# after a 2xx sees its own write (with the default scope the commit would race the next request).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 ProjectId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]

@@ -205,12 +205,36 @@ def evaluate(
     n, n_wanted = len(draws[0].samples), int(draws[0].wanted.sum())
     print(f"\n{title}  ({len(draws)} draws, {n} samples, {n_wanted} wanted)")
     summary = {}
+    kept: dict[str, list[np.ndarray]] = {}
     for name, method in methods.items():
-        pr = np.array([precision_recall(method(emb, d, i), d.wanted) for i, d in enumerate(draws)])
-        p, r = pr.mean(axis=0)
-        summary[name] = (float(p), float(r))
-        print(f"  {name:<44} P {p:.3f} (min {pr[:, 0].min():.3f})   R {r:.3f} (min {pr[:, 1].min():.3f})")
+        kept[name] = [method(emb, d, i) for i, d in enumerate(draws)]
+        pr = np.array([precision_recall(k, d.wanted) for k, d in zip(kept[name], draws, strict=True)])
+        summary[name] = report(name, pr)
+    # The same ranking question without any threshold choice: max-cosine cut at PCC's recall, per draw.
+    for pcc_name, label in (
+        ("PCC (defaults)", "max-cos at PCC's recall"),
+        ("PCC + criticisms", "max-cos at PCC+crit's recall"),
+    ):
+        pr = np.array(
+            [
+                at_recall(max_cosine(emb, d), d.wanted, precision_recall(k, d.wanted)[1])
+                for k, d in zip(kept[pcc_name], draws, strict=True)
+            ]
+        )
+        summary[label] = report(label, pr)
     return summary
+
+
+def report(name: str, pr: np.ndarray) -> tuple[float, float]:
+    p, r = pr.mean(axis=0)
+    print(f"  {name:<44} P {p:.3f} (min {pr[:, 0].min():.3f})   R {r:.3f} (min {pr[:, 1].min():.3f})")
+    return float(p), float(r)
+
+
+def at_recall(score: np.ndarray, wanted: np.ndarray, recall: float) -> tuple[float, float]:
+    """Precision/recall of ``score ≥ θ`` with θ the highest cut that reaches ``recall``."""
+    theta = np.sort(score[wanted])[::-1][max(0, int(np.ceil(recall * wanted.sum())) - 1)]
+    return precision_recall(score >= theta, wanted)
 
 
 def main() -> None:

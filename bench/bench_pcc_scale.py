@@ -32,11 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHUNK = 50_000
+CHUNK = 10_000
 
 
 def synthetic(rng: np.random.Generator, centres: np.ndarray, labels: np.ndarray, noise: float) -> np.ndarray:
-    x = centres[labels] + rng.normal(0.0, noise, (len(labels), centres.shape[1])).astype(np.float32)
+    x = centres[labels] + noise * rng.standard_normal((len(labels), centres.shape[1]), dtype=np.float32)
     x = np.maximum(x, 0.0)  # ReLU-like features
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -74,9 +74,11 @@ def run_one(n: int, dim: int, seed: int, verdicts: bool) -> dict[str, float]:
             out[f"{label}precision"] = tp / max(int(scores.keep.sum()), 1)
             out[f"{label}recall"] = tp / int(truth.sum())
         if verdicts:
+            import tracemalloc
+
             from operators.sample import Verdict
 
-            rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            tracemalloc.start()
             made = {
                 f"{i:032x}": Verdict(
                     bool(scores.keep[i]),
@@ -91,9 +93,8 @@ def run_one(n: int, dim: int, seed: int, verdicts: bool) -> dict[str, float]:
                 )
                 for i in range(n)
             }
-            out["verdict_bytes_per_sample"] = (
-                (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) * 1024 / n
-            )
+            out["verdict_bytes_per_sample"] = tracemalloc.get_traced_memory()[0] / len(made)
+            tracemalloc.stop()
             del made
         store.close()
     out.update(
@@ -143,7 +144,7 @@ def main() -> None:
     if "verdict_bytes_per_sample" in first:
         per = first["verdict_bytes_per_sample"]
         print(
-            f"# Verdict objects (worker result records, measured at N={first['n']}): {per:.0f} B/sample → "
+            f"# Verdict objects (worker result records, tracemalloc at N={first['n']}): {per:.0f} B/sample → "
             f"extrapolated {per * 1e6 / 2**20:.0f} MB at 1,000,000 (not PCC state; not in the RSS above)"
         )
     if len(rows) > 1:

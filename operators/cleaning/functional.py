@@ -165,12 +165,31 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return centres
 
 
+def cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster sums of the rows of ``x`` (k×D, float64) by sort + ``reduceat``."""
+    sums = np.zeros((k, x.shape[1]), np.float64)
+    if len(x) == 0:
+        return sums
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sums[sorted_labels[starts]] = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)
+    return sums
+
+
+def assign(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Nearest centroid (largest cosine) of every row, in row chunks so that memory stays bounded."""
+    step = chunk_rows(len(centres))
+    return (
+        np.concatenate([np.argmax(x[i : i + step] @ centres.T, axis=1) for i in range(0, len(x), step)])
+        if len(x)
+        else np.zeros(0, np.int64)
+    )
+
+
 def _lloyd_step(x: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    labels = np.argmax(x @ centres.T, axis=1)
-    sums = np.zeros_like(centres, dtype=np.float64)
-    np.add.at(sums, labels, x)
-    counts = np.bincount(labels, minlength=len(centres))
-    return labels, sums, counts
+    labels = assign(x, centres)
+    return labels, cluster_sums(x, labels, len(centres)), np.bincount(labels, minlength=len(centres))
 
 
 def _update(centres: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -185,7 +204,7 @@ def spherical_kmeans(
 ) -> np.ndarray:
     """k unit centroids of the centred rows: Lloyd on a subsample, then full passes when N is larger."""
     n = store.count
-    take = np.sort(rng.choice(n, size=min(n, config.subsample), replace=False))
+    take = np.sort(rng.choice(n, size=min(n, max(config.subsample, 4 * k)), replace=False))
     step = chunk_rows(store.dim, k)
     parts = []
     for start, rows in store.chunks(step):
@@ -265,7 +284,7 @@ def score(
             sc[start:stop] = _topk_mean(csim, top)  # type: ignore[index]
             c_idx[start:stop] = np.argmax(csim, axis=1)  # type: ignore[index]
             c_dist[start:stop] = 1.0 - csim.max(axis=1)  # type: ignore[index]
-        labels[start:stop] = np.argmax(x @ centres.T, axis=1)
+        labels[start:stop] = assign(x, centres)
 
     # Prototypes against the other prototypes (leave one out), in chunks of prototypes.
     q = np.empty(m, np.float32)
@@ -277,7 +296,7 @@ def score(
         q[start : start + len(block)] = _topk_mean(block, top)
         if c is not None:
             qc[start : start + len(block)] = _topk_mean(p[start : start + len(block)] @ c.T, top)  # type: ignore[index]
-    p_labels = np.argmax(p @ centres.T, axis=1)
+    p_labels = assign(p, centres)
 
     def smooth(sample_values: np.ndarray, proto_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sums = np.bincount(labels, sample_values, k) + np.bincount(p_labels, proto_values, k)

@@ -107,6 +107,18 @@ class PCC(SelectionOperator):
             if env.cache_dir is not None
             else None
         )
+        try:
+            self._load_exemplars()
+        except Exception:
+            if self.cache is not None:
+                self.cache.close()
+            raise
+        self.store = F.RowStore(self.embedder.dim, env.cache_dir if _writable(env.cache_dir) else None)
+        self.ids: list[str] = []
+        self._pending: list[tuple[int, bytes, np.ndarray]] = []
+        self.computed = 0
+
+    def _load_exemplars(self) -> None:
         self.prototypes, self.prototype_names = self._exemplars(
             self.params.prototype_sample_path, "prototype"
         )
@@ -125,10 +137,6 @@ class PCC(SelectionOperator):
                 raise PccError(
                     f"criticism_sample_path {self.params.criticism_sample_path} holds no readable image"
                 )
-        self.store = F.RowStore(self.embedder.dim, env.cache_dir if _writable(env.cache_dir) else None)
-        self.ids: list[str] = []
-        self._pending: list[tuple[int, bytes, np.ndarray]] = []
-        self.computed = 0
 
     def _load_embedder(self) -> Embedder:
         path = self.params.checkpoint_path

@@ -7,16 +7,18 @@ thumbnail. A faiss k-NN search proposes pairs whose embedding cosine could reach
 each pair is then scored
 
     content = (1 + cos) / 2        layout = (1 + ρ) / 2
-    similarity = min(layout, (content + layout) / 2)
+    similarity = min(layout, (content + layout) / 2, content + 0.05)
 
 with ``cos`` the embedding cosine and ``ρ`` the layout correlation (``operators.selection.layout``).
-At a threshold t the picture's arrangement must agree at ≥ t on its own, and the mean of the
-content and layout agreement must also reach t: a layout that matches perfectly lets the content
-agreement fall to 2t − 1 (a heavily compressed copy), a semantically identical scene in another
-arrangement (the same chessboard in another pose) never passes. A pair at or above
-``simlarity_threshold`` is a duplicate. Keepers are chosen greedily in quality order (labelled
-first, then the quality score, then earlier in the manifest): the best remaining sample is kept and
-every not-yet-decided sample that duplicates it is deleted, naming it. No two kept samples are
+At a threshold t the picture's arrangement must agree at ≥ t on its own, the mean of the content
+and layout agreement must reach t, and the content agreement may fall at most 0.05 below t: a
+perfectly aligned copy passes with a weaker embedding match (a heavily compressed copy), a
+semantically identical scene in another arrangement (the same chessboard in another pose) never
+passes. A pair at or above ``simlarity_threshold`` is a duplicate.
+
+Keepers are chosen greedily in quality order (labelled first, then the quality score, then earlier
+in the manifest): the best remaining sample is kept and every not-yet-decided sample that
+duplicates it is deleted, naming it. No two kept samples are
 duplicates of each other, and every deleted sample names a kept-or-better sample it duplicates.
 """
 
@@ -36,8 +38,8 @@ from operators.selection.features import (
     content_hash,
     encoding_quality,
     is_labelled,
+    measure,
     quality_score,
-    sharpness,
 )
 from operators.selection.layout import THUMB, layout_correlation, thumbnail
 from operators.selection.neighbours import RowStore, near_pairs
@@ -45,18 +47,21 @@ from operators.selection.neighbours import RowStore, near_pairs
 NEIGHBOURS = 16  # k of the k-NN search; rows with more near neighbours are searched again
 REPAIR_ROUNDS = 4
 QUALITY_STEP = 0.1  # quality scores closer than this are a tie (then the earlier sample wins)
+CONTENT_SLACK = 0.05  # how far below the threshold the content agreement may fall
 
 
 def pair_similarity(cos: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    """The similarity in [0, 1]: min(layout, mean(content, layout)) on the (1 + x) / 2 scale."""
+    """The similarity in [0, 1]: min(layout, mean(content, layout), content + CONTENT_SLACK)."""
     content = (1.0 + cos) / 2.0
     layout = (1.0 + rho) / 2.0
-    return np.minimum(layout, (content + layout) / 2.0).astype(np.float32)
+    return np.minimum(np.minimum(layout, (content + layout) / 2.0), content + CONTENT_SLACK).astype(
+        np.float32
+    )
 
 
 def min_cosine(threshold: float) -> float:
-    """The lowest embedding cosine whose pair can still reach ``threshold`` (with a perfect layout)."""
-    return max(-1.0, 4.0 * threshold - 3.0)
+    """The lowest embedding cosine whose pair can still reach ``threshold``."""
+    return max(-1.0, 2.0 * (threshold - CONTENT_SLACK) - 1.0)
 
 
 def pick_keepers(
@@ -162,10 +167,8 @@ class SimDeduplication(SelectionOperator):
             content = self._by_hash.get(digest)
             if content is None:  # first occurrence: the only one that is embedded and measured
                 content = self._by_hash[digest] = len(self._quality)
-                width, height = sample.size
-                self._quality.append(
-                    quality_score(width * height, encoding_quality(sample), sharpness(sample.pixels))
-                )
+                area, sharp = measure(sample.pixels)
+                self._quality.append(quality_score(area, encoding_quality(sample), sharp))
                 fresh.append(sample.pixels)
                 thumbs.append(thumbnail(sample.pixels).reshape(1, THUMB * THUMB))
             seen = self._seen

@@ -32,6 +32,7 @@ LOSSLESS_QUALITY = 100
 REENCODED_QUALITY = 95  # what the worker writes a changed sample with
 QUALITY_CAP = 95  # encodings at or above this count as lossless
 SHARPNESS_WEIGHT = 1.2
+FLAT_RANGE = 8  # grey levels: a border row/column with a smaller range is padding, not content
 
 
 def content_hash(sample: Sample) -> bytes:
@@ -92,18 +93,49 @@ def encoding_quality(sample: Sample) -> int:
     return LOSSLESS_QUALITY if quality is None else quality
 
 
-def sharpness(pixels: np.ndarray) -> float:
+def content_area(luma: np.ndarray) -> tuple[slice, slice]:
+    """The image without flat bands along its borders (the black fill of a shifted or padded copy).
+
+    A border row/column belongs to a band while its intensity range stays under 8 grey levels; at
+    most 45 % of each side is trimmed, and a flat image keeps everything.
+    """
+    height, width = luma.shape
+
+    def inner(spread: np.ndarray, limit: int) -> tuple[int, int]:
+        busy = np.flatnonzero(spread >= FLAT_RANGE)
+        if len(busy) == 0:
+            return 0, len(spread)
+        return min(int(busy[0]), limit), max(int(busy[-1]) + 1, len(spread) - limit)
+
+    cols = luma.max(axis=0).astype(np.int16) - luma.min(axis=0)
+    rows = luma.max(axis=1).astype(np.int16) - luma.min(axis=1)
+    x0, x1 = inner(cols, int(width * 0.45))
+    y0, y1 = inner(rows, int(height * 0.45))
+    return slice(y0, y1), slice(x0, x1)
+
+
+def measure(pixels: np.ndarray) -> tuple[int, float]:
+    """(pixels that carry content, sharpness of that content): flat border bands are left out."""
+    luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
+    ys, xs = content_area(luma)
+    content = luma[ys, xs]
+    return int(content.size), sharpness(content)
+
+
+def sharpness(luma: np.ndarray) -> float:
     """RMS of the Laplacian over the intensity standard deviation, at the image's own resolution.
 
-    |Laplacian| is clipped at its 99th percentile first, so a few very strong edges (an added
-    caption, the black band of a shifted copy) cannot make a copy look sharper than its source.
+    ``luma`` is HxW (HxWx3 RGB is converted). |Laplacian| is clipped at its 99th percentile first, so
+    a few very strong edges (an added caption) cannot make a copy look sharper than its source.
     Dividing by the intensity deviation ignores brightness and contrast. Flat images score 0.
     """
-    luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    deviation = float(luma.std())
-    if deviation < 1e-3:
+    if luma.ndim == 3:
+        luma = cv2.cvtColor(np.ascontiguousarray(luma), cv2.COLOR_RGB2GRAY)
+    values = luma.astype(np.float32)
+    deviation = float(values.std())
+    if deviation < 1e-3 or min(values.shape) < 3:
         return 0.0
-    lap = np.abs(cv2.Laplacian(luma, cv2.CV_32F)).ravel()
+    lap = np.abs(cv2.Laplacian(values, cv2.CV_32F)).ravel()
     step = max(1, lap.size // 65_536)  # the percentile from a regular subsample is plenty
     cap = float(np.percentile(lap[::step], 99))
     clipped = np.minimum(lap, cap)
@@ -111,13 +143,14 @@ def sharpness(pixels: np.ndarray) -> float:
 
 
 def quality_score(pixel_count: int, quality: int, sharp: float) -> float:
-    """log2(pixels) + 1.2·log2(sharpness) + 2·log2(encoding quality / 95, capped at 1).
+    """log2(content pixels) + 1.2·log2(sharpness) + 2·log2(encoding quality / 95, capped at 1).
 
-    One unit is "twice the pixels". The per-pixel Laplacian of a natural photo keeps its size when
-    the photo is scaled down and shrinks by s² when it is scaled up by s (its area grows by s²), so
-    with a weight above 1 neither a downscaled nor an upscaled copy outscores its source, and a
-    blurred copy of the same size loses outright. A JPEG re-encoded at quality 47 loses 2 against a
-    lossless or q≥95 file.
+    One unit is "twice the pixels"; pixels and sharpness come from ``measure`` (flat border bands,
+    such as the black fill of a shifted copy, count for nothing). The per-pixel Laplacian of a
+    natural photo keeps its size when the photo is scaled down and shrinks by s² when it is scaled
+    up by s (its area grows by s²), so with a weight above 1 neither a downscaled nor an upscaled
+    copy outscores its source, and a blurred copy of the same size loses outright. A JPEG
+    re-encoded at quality 47 loses 2 against a lossless or q≥95 file.
     """
     q = min(quality, QUALITY_CAP) / QUALITY_CAP
     return (

@@ -12,10 +12,14 @@ is then decided on the full vectors.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 EXACT_LIMIT = 4096
 FLAT_REDUCED_LIMIT = 50_000
@@ -25,7 +29,9 @@ NPROBE = 12
 PCA_ROWS = 20_000
 TRAIN_PER_LIST = 30
 KMEANS_ITERATIONS = 10
-QUERY_BLOCK = 16_384
+QUERY_BLOCK = 8192
+SHORTLIST = 2  # the PQ search returns this many times k+1 candidates for exact re-ranking
+FAST_SCAN = True  # False: exact (flat) lists instead of PQ fast-scan + re-ranking
 RADIUS_SLACK = 1.02  # float error must not push a true pair outside the radius
 
 
@@ -167,36 +173,78 @@ def pca_basis(store: RowStore, rows: np.ndarray, dim: int, seed: int) -> tuple[n
     return mean, basis
 
 
+def reduce(block: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """[P(x − μ), ‖(I − PPᵀ)(x − μ)‖]: the PCA coordinates plus the norm of what PCA left out.
+
+    For any two rows the squared distance between their reduced vectors is
+    ‖P(x−y)‖² + (‖r_x‖ − ‖r_y‖)² ≤ ‖P(x−y)‖² + ‖r_x − r_y‖² = ‖x − y‖², a lower bound tighter than the
+    PCA part alone (the residual norms of unrelated images differ).
+    """
+    centred = block - mean
+    coords = centred @ basis
+    residual = np.einsum("ij,ij->i", centred, centred) - np.einsum("ij,ij->i", coords, coords)
+    return np.hstack([coords, np.sqrt(np.maximum(residual, 0.0))[:, None]]).astype(np.float32)
+
+
 def _reduced(store: RowStore, rows: np.ndarray, k: int, radius2: float, seed: int) -> tuple[np.ndarray, ...]:
     import faiss
 
     n = len(rows)
     assert store.dim is not None
-    dim = min(REDUCED_DIM, store.dim)
-    mean, basis = pca_basis(store, rows, dim, seed)
+    dim = min(REDUCED_DIM, store.dim - 1)
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        clock.append(time.perf_counter())
+        log.debug("near_pairs n=%d %s: %.2f s", n, stage, clock[-1] - clock[-2])
+
+    mean, basis = pca_basis(store, rows, dim - 1, seed)
+    lap("pca")
     reduced = np.empty((n, dim), np.float32)  # n × 64 floats: 256 MB for a million rows
     for start, block in store.blocks(rows):
-        reduced[start : start + len(block)] = (block - mean) @ basis
+        reduced[start : start + len(block)] = reduce(block, mean, basis)
+    lap("project")
     if n <= FLAT_REDUCED_LIMIT:
         index = faiss.IndexFlatL2(dim)
+        shortlist = k + 1
     else:
+        # 4-bit PQ fast-scan lists rank candidates cheaply; exact reduced distances re-rank them
         nlist = max(1, n // LIST_SIZE)
-        index = faiss.index_factory(dim, f"IVF{nlist}_HNSW32,Flat")
+        codes = f"PQ{dim // 2}x4fs" if FAST_SCAN else "Flat"
+        index = faiss.index_factory(dim, f"IVF{nlist}_HNSW32,{codes}")
         ivf = faiss.extract_index_ivf(index)
         ivf.cp.seed = int(seed % (2**31 - 1))
         ivf.cp.niter = KMEANS_ITERATIONS
         ivf.cp.min_points_per_centroid = 1  # the sample below is deliberately small
+        if FAST_SCAN:
+            fast = faiss.downcast_index(index)
+            fast.by_residual = False  # one lookup table per query instead of one per probed list
+            fast.pq.cp.niter = KMEANS_ITERATIONS
         rng = np.random.default_rng(seed + 1)
         train = np.sort(rng.choice(n, size=min(n, TRAIN_PER_LIST * nlist), replace=False))
         index.train(reduced[train])
         ivf.nprobe = NPROBE
         faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(32, 2 * NPROBE)
+        shortlist = SHORTLIST * (k + 1) if FAST_SCAN else k + 1
+        lap("train")
     index.add(reduced)
+    lap("add")
     within, found = [], []
     for start in range(0, n, QUERY_BLOCK):
-        dist, ids = index.search(reduced[start : start + QUERY_BLOCK], k + 1)
+        queries = reduced[start : start + QUERY_BLOCK]
+        if shortlist > k + 1:
+            _, ids = index.search(queries, shortlist)
+            gathered = reduced[np.maximum(ids, 0)]  # re-rank the shortlist on exact reduced distances
+            exact = np.einsum("qkd,qkd->qk", gathered - queries[:, None], gathered - queries[:, None])
+            exact[ids < 0] = np.inf
+            best = np.argsort(exact, axis=1, kind="stable")[:, : k + 1]
+            ids = np.take_along_axis(ids, best, axis=1)
+            dist = np.take_along_axis(exact, best, axis=1)
+        else:
+            dist, ids = index.search(queries, k + 1)
         within.append(dist <= radius2)
         found.append(ids)
+    lap("search")
     del reduced, index
     return _collect(np.concatenate(within), np.concatenate(found), k)
 

@@ -89,22 +89,25 @@ class _Graph:
 
 
 def _cluster_graph(store: RowStore, labels: np.ndarray, k: int, seed: int) -> _Graph:
+    """Each row's nearest cluster-mates (k-NN inside its cluster, made symmetric), best first."""
     n = len(labels)
-    lists: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+    parts_a, parts_b, parts_c = [], [], []
     for cluster in np.unique(labels).tolist():
         members = np.flatnonzero(labels == cluster)
         if len(members) < 2:
             continue
         found = near_pairs(store, members, -1.0, k=k, seed=seed + cluster)
-        for a, b, c in zip(found.a.tolist(), found.b.tolist(), found.cos.tolist(), strict=True):
-            lists[a].append((-c, b))
-            lists[b].append((-c, a))
-    graph = _Graph()
-    for row in lists:
-        row.sort()
-        graph.neighbours.append(np.array([j for _, j in row], np.int64))
-        graph.cosines.append(np.array([-c for c, _ in row], np.float32))
-    return graph
+        parts_a.append(found.a)
+        parts_b.append(found.b)
+        parts_c.append(found.cos)
+    a = np.concatenate([*parts_a, np.empty(0, np.int64)])
+    b = np.concatenate([*parts_b, np.empty(0, np.int64)])
+    c = np.concatenate([*parts_c, np.empty(0, np.float32)])
+    src, dst, cos = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([c, c])
+    order = np.lexsort((dst, -cos, src))
+    src, dst, cos = src[order], dst[order], cos[order]
+    bounds = np.searchsorted(src, np.arange(1, n))
+    return _Graph(list(np.split(dst, bounds)), list(np.split(cos.astype(np.float32), bounds)))
 
 
 def remove_redundant(
@@ -251,7 +254,7 @@ class RRD(SelectionOperator):
             return {}
         k = self.clusters_for(n)
         keep = keep_count(n, self.params.sample_ratio)
-        if n == 1:
+        if keep >= n:  # sample_ratio 1, or a single sample: nothing to drop
             return {}
         labels, centroids = kmeans(self._embeddings, k, self.env.seed)
         sizes = np.bincount(labels, minlength=k)

@@ -258,3 +258,62 @@ def test_run_time_errors(fashion: dict[str, list[Sample]], cache_dir: Path) -> N
         )
     _op, verdicts = run_pcc({"prototype_sample_path": "obs://ex/protos/"}, make_env(folders, cache_dir), [])
     assert verdicts == {}
+
+
+def _synthetic(rng: np.random.Generator, n: int, dim: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    centres = np.abs(rng.normal(size=(4, dim))) + 0.5
+    labels = rng.integers(0, 4, n)
+    x = np.maximum(centres[labels] + rng.normal(0, 0.6, (n, dim)), 0)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def test_scores_do_not_depend_on_chunking_or_subsampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from operators.cleaning import functional as F
+
+    rng = np.random.default_rng(3)
+    x, labels = _synthetic(rng, 3000)
+    protos = x[labels == 0][:20]
+    crits = x[labels == 3][:10]
+
+    def run(config: F.PccConfig) -> F.PccScores:
+        store = F.RowStore(x.shape[1])
+        store.append(x)
+        try:
+            return F.score(store, protos, crits, config, np.random.default_rng(0))
+        finally:
+            store.close()
+
+    whole = run(F.PccConfig(subsample=5000))
+    monkeypatch.setattr(F, "_CHUNK_FLOATS", 64 * 100)  # chunks of ~100 rows instead of all at once
+    chunked = run(F.PccConfig(subsample=5000))
+    np.testing.assert_array_equal(chunked.keep, whole.keep)
+    np.testing.assert_allclose(chunked.prototype_score, whole.prototype_score, atol=1e-5)
+    # A subsample smaller than N (k-means refined by full passes) still separates the classes.
+    sub = run(F.PccConfig(subsample=500, n_clusters=200))
+    assert sub.n_clusters == 200 and set(np.unique(sub.cluster)) <= set(range(200))
+    wanted = labels == 0
+    assert (sub.keep & wanted).sum() / max(sub.keep.sum(), 1) > 0.95
+    assert (sub.keep & wanted).sum() / wanted.sum() > 0.85
+
+
+def test_decision_rule_order() -> None:
+    from operators.cleaning import functional as F
+
+    keep, rule = F.decide(
+        prototype_score=np.array([0.5, 0.1, 0.5, 0.1, 0.5, 0.5], np.float32),
+        prototype_distance=np.array([0.5, 0.1, 0.5, 0.5, 0.15, 0.5], np.float32),
+        criticism_score=np.array([0.2, 0.9, 0.6, 0.0, 0.9, 0.5], np.float32),
+        criticism_distance=np.array([0.5, 0.5, 0.5, 0.05, 0.1, 0.5], np.float32),
+        floor=0.3,
+        embedding_distance=0.2,
+    )
+    assert [F.RULES[r] for r in rule] == [
+        "similar_to_prototype",
+        "near_copy_of_prototype",  # below the floor and nearer a criticism, but a near copy of a prototype
+        "closer_to_criticism",
+        "near_copy_of_criticism",
+        "near_copy_of_criticism",  # both near: the nearer exemplar decides
+        "closer_to_criticism",  # a tie goes to the criticism
+    ]
+    assert keep.tolist() == [True, True, False, False, False, False]
+    assert F.floor_of(0.4, 0.9) == pytest.approx(0.36) and F.floor_of(-0.4, 0.9) == pytest.approx(-0.44)

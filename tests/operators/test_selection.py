@@ -49,7 +49,7 @@ DISTRACTORS = [
     "opencv-sudoku",
     "opencv-apple",
 ]
-SIDE = 320
+SIDE = 640
 
 
 def _pixels(name: str, side: int = SIDE) -> np.ndarray:
@@ -160,7 +160,8 @@ def test_planted_near_duplicates_removed_and_distractors_kept(
         assert ev["duplicate_of"]["source"].endswith(".jpg")
         assert ev["similarity"] >= 0.9 and ev["threshold"] == 0.9
         content, layout = ev["embedding_similarity"], ev["layout_similarity"]
-        assert ev["similarity"] == pytest.approx(min(layout, (content + layout) / 2), abs=1e-3)
+        expected = min(layout, (content + layout) / 2, content + 0.05)
+        assert ev["similarity"] == pytest.approx(expected, abs=1e-3)
     kept_with_dups = [v for v in verdicts.values() if v.keep]
     assert sorted(v.evidence["duplicates_removed"] for v in kept_with_dups) == [3] * len(BASES)
 
