@@ -41,13 +41,14 @@ from operators.selection.features import (
     measure,
     quality_score,
 )
-from operators.selection.layout import THUMB, layout_correlation, thumbnail
+from operators.selection.layout import THUMB, layout_correlation_indexed, thumbnail
 from operators.selection.neighbours import RowStore, near_pairs
 
 NEIGHBOURS = 16  # k of the k-NN search; rows with more near neighbours are searched again
 REPAIR_ROUNDS = 4
 QUALITY_STEP = 0.1  # quality scores closer than this are a tie (then the earlier sample wins)
 CONTENT_SLACK = 0.05  # how far below the threshold the content agreement may fall
+LAYOUT_CHUNK = 4096  # pairs checked together: ≤ 8192 thumbnails, ~170 MB of templates
 
 
 def pair_similarity(cos: np.ndarray, rho: np.ndarray) -> np.ndarray:
@@ -148,7 +149,7 @@ class SimDeduplication(SelectionOperator):
         self._by_hash: dict[bytes, int] = {}
         self._quality: list[float] = []
         self._embeddings = RowStore()
-        self._thumbs = RowStore()
+        self._thumbs = RowStore(dtype=np.uint8)
 
     def _embed(self, images: list[np.ndarray]) -> np.ndarray:
         from operators.embeddings import get_embedder
@@ -195,11 +196,13 @@ class SimDeduplication(SelectionOperator):
             seed=seed,
             saturation_cos=2.0 * threshold - 1.0,
         )
-        rho = np.empty(0, np.float32)
-        if len(found.a):
-            rho = layout_correlation(
-                self._thumbs.rows(found.a).reshape(-1, THUMB, THUMB),
-                self._thumbs.rows(found.b).reshape(-1, THUMB, THUMB),
+        rho = np.empty(len(found.a), np.float32)
+        for start in range(0, len(found.a), LAYOUT_CHUNK):  # bounded memory: ≤ 2·chunk thumbnails
+            a, b = found.a[start : start + LAYOUT_CHUNK], found.b[start : start + LAYOUT_CHUNK]
+            uniq, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+            thumbs = self._thumbs.rows(uniq).reshape(-1, THUMB, THUMB)
+            rho[start : start + len(a)] = layout_correlation_indexed(
+                thumbs, inverse[: len(a)], inverse[len(a) :]
             )
         sim = pair_similarity(found.cos, rho)
         keep = sim >= threshold

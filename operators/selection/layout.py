@@ -44,7 +44,7 @@ def _templates(thumbs: np.ndarray) -> np.ndarray:
     t = np.matmul(rows[:, :, None], _CROPS.transpose(0, 2, 1)[None, None])  # P×3×3×24×24
     t = t.reshape(len(thumbs), len(SCALES) ** 2, _INNER * _INNER)
     t = t - t.mean(axis=2, keepdims=True)
-    return t / np.maximum(np.linalg.norm(t, axis=2, keepdims=True), 1e-3)
+    return (t / np.maximum(np.linalg.norm(t, axis=2, keepdims=True), 1e-3)).astype(np.float32)
 
 
 def _window_norms(images: np.ndarray) -> np.ndarray:
@@ -66,26 +66,44 @@ def _window_norms(images: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(energy, 1e-6)).astype(np.float32)
 
 
-def _correlate(images: np.ndarray, templates: np.ndarray) -> np.ndarray:
-    """Best normalised correlation of each image (P×32×32) with its 9 templates over all ±4 px shifts.
+def layout_correlation_indexed(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ρ of each pair (thumbs[a[i]], thumbs[b[i]]) for U×32×32 ``thumbs``.
 
-    Cross-correlation through the FFT; templates are zero-mean, so a window's mean drops out of
-    the dot product and only its norm (from integral images) is needed.
+    Every image's windows and templates are built once; the correlations of one image's 81
+    windows with the templates of all its partners are a single matrix product, so the cost per
+    pair is two 81×576×9 products (both directions) plus bookkeeping.
     """
-    padded = np.zeros((len(images), templates.shape[1], THUMB, THUMB), np.float32)
-    padded[:, :, :_INNER, :_INNER] = templates.reshape(len(images), -1, _INNER, _INNER)
-    spectrum = np.fft.rfft2(images)[:, None] * np.conj(np.fft.rfft2(padded))
-    dots = np.fft.irfft2(spectrum, s=(THUMB, THUMB))[:, :, :_SHIFTS, :_SHIFTS]  # P×9×9×9
-    return (dots / _window_norms(images)[:, None]).max(axis=(1, 2, 3))
+    n = len(a)
+    if n == 0:
+        return np.empty(0, np.float32)
+    x = np.asarray(thumbs, np.float32)
+    templates = _templates(x).reshape(len(x), -1)  # U × (9·576)
+    norms = _window_norms(x).reshape(len(x), -1)  # U × 81
+    image = np.concatenate([a, b])
+    partner = np.concatenate([b, a])
+    order = np.argsort(image, kind="stable")
+    sorted_image = image[order]
+    starts = np.flatnonzero(np.r_[True, sorted_image[1:] != sorted_image[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    best = np.empty(2 * n, np.float32)
+    n_templates = len(SCALES) ** 2
+    for s0, e0 in zip(starts.tolist(), ends.tolist(), strict=True):
+        positions = order[s0:e0]
+        u = int(sorted_image[s0])
+        windows = np.lib.stride_tricks.sliding_window_view(x[u], (_INNER, _INNER))
+        windows = windows.reshape(_SHIFTS * _SHIFTS, _INNER * _INNER)
+        partners = templates[partner[positions]].reshape(-1, _INNER * _INNER)  # (m·9) × 576
+        dots = (windows @ partners.T) / norms[u][:, None]  # 81 × (m·9)
+        best[positions] = dots.reshape(len(windows), len(positions), n_templates).max(axis=(0, 2))
+    return np.clip(np.maximum(best[:n], best[n:]), -1.0, 1.0)
 
 
-def layout_correlation(thumbs_a: np.ndarray, thumbs_b: np.ndarray, chunk: int = 512) -> np.ndarray:
+def layout_correlation(thumbs_a: np.ndarray, thumbs_b: np.ndarray, chunk: int = 4096) -> np.ndarray:
     """Best normalised cross-correlation ρ ∈ [-1, 1] of each pair (thumbs_a[i], thumbs_b[i])."""
     out = np.empty(len(thumbs_a), np.float32)
     for start in range(0, len(thumbs_a), chunk):
         a = np.asarray(thumbs_a[start : start + chunk], np.float32)
         b = np.asarray(thumbs_b[start : start + chunk], np.float32)
-        ab = _correlate(a, _templates(b))
-        ba = _correlate(b, _templates(a))
-        out[start : start + len(a)] = np.maximum(ab, ba)
-    return np.clip(out, -1.0, 1.0)
+        idx = np.arange(len(a))
+        out[start : start + len(a)] = layout_correlation_indexed(np.concatenate([a, b]), idx, idx + len(a))
+    return out

@@ -1,13 +1,13 @@
 """Embedding rows kept between batches, and the near-neighbour search over them (faiss).
 
 No N×N matrix is ever built. Up to ``EXACT_LIMIT`` rows, an exact k-NN search runs on the full
-vectors. Above it, vectors are reduced with PCA (64 dimensions) and searched in a faiss index (flat up to
-``FLAT_REDUCED_LIMIT`` rows, then an inverted file of ``N / LIST_SIZE`` lists with an HNSW coarse
-quantizer, ``NPROBE`` lists scanned per query, so the cost per query stays ~log N and the total
-~N log N). PCA is an
-orthogonal projection of centred vectors, so a reduced distance is never larger than the full
-one: searching the reduced space with the full-space radius loses no true pair; every candidate
-is then decided on the full vectors.
+vectors. Above it, each vector is reduced to 63 PCA coordinates plus the norm of what PCA left out
+(``reduce``): the reduced distance is never larger than the full one, so searching the reduced
+space with the full-space radius loses no true pair. Up to ``FLAT_REDUCED_LIMIT`` rows the reduced
+vectors are searched exactly; above, an inverted file of ``N / LIST_SIZE`` lists with an HNSW coarse
+quantizer (``NPROBE`` lists per query, so the cost per query grows ~log N and the total ~N log N)
+holds 4-bit PQ fast-scan codes that shortlist candidates, re-ranked on exact reduced distances.
+Every candidate pair is then decided on its full stored vectors.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ RADIUS_SLACK = 1.02  # float error must not push a true pair outside the radius
 
 
 class RowStore:
-    """Append-only float16 rows in blocks (``block_rows`` each), so growth never copies everything."""
+    """Append-only rows (float16 unless told otherwise) in blocks of ``block_rows``, so growth never
+    copies everything; ``rows`` reads them back as float32."""
 
-    def __init__(self, block_rows: int = 65_536) -> None:
+    def __init__(self, block_rows: int = 65_536, dtype: type = np.float16) -> None:
         self.block_rows = block_rows
+        self.dtype = dtype
         self._blocks: list[np.ndarray] = []
         self._filled = 0  # rows used in the last block
         self.dim: int | None = None
@@ -60,11 +62,11 @@ class RowStore:
         done = 0
         while done < len(rows):
             if not self._blocks or self._filled == self.block_rows:
-                self._blocks.append(np.empty((min(1024, self.block_rows), self.dim), np.float16))
+                self._blocks.append(np.empty((min(1024, self.block_rows), self.dim), self.dtype))
                 self._filled = 0
             block = self._blocks[-1]
             if self._filled == len(block) and len(block) < self.block_rows:
-                grown = np.empty((min(2 * len(block), self.block_rows), self.dim), np.float16)
+                grown = np.empty((min(2 * len(block), self.block_rows), self.dim), self.dtype)
                 grown[: self._filled] = block[: self._filled]
                 self._blocks[-1] = block = grown
             take = min(len(rows) - done, len(block) - self._filled)

@@ -192,4 +192,9 @@ def test_rrd_n_clusters_checked_at_submission_and_at_run_time(stack: Stack) -> N
     assert sorted(r.result_property for r in results) == [KEPT, KEPT, DELETED]
     (gone,) = [r for r in results if r.result_property == DELETED]
     ev = _evidence(gone, "RRD")
-    assert ev["reason"] == "redundant" and ev["kept"] is False and ev["total_count"] == 3 and ev["kept_count"] == 2
+    assert (
+        ev["reason"] == "redundant"
+        and ev["kept"] is False
+        and ev["total_count"] == 3
+        and ev["kept_count"] == 2
+    )
