@@ -156,3 +156,17 @@ def test_health_and_openapi(api: Harness) -> None:
     spec = api.client.get("/openapi.json").json()
     assert "/v2/{project_id}/processor-tasks" in spec["paths"]
     assert "/v2/{project_id}/datasets/{dataset_id}" in spec["paths"]
+
+
+def test_running_versions_per_project_are_capped(api: Harness) -> None:
+    dataset_id = api.register()
+    for i in range(20):  # the default cap; the harness never runs them, so all stay queued
+        assert (
+            api.client.post("/v2/p1/processor-tasks", json=analyse_body(dataset_id, f"t{i}")).status_code
+            == 200
+        )
+    resp = api.client.post("/v2/p1/processor-tasks", json=analyse_body(dataset_id, "one-too-many"))
+    assert (resp.status_code, resp.json()["error_code"]) == (400, "ModelArts.4409")
+    assert len(api.enqueued) == 20
+    dataset_p2 = api.register(name="other", project="p2")
+    assert api.client.post("/v2/p2/processor-tasks", json=analyse_body(dataset_p2)).status_code == 200

@@ -106,3 +106,29 @@ def test_signature_rules() -> None:
     assert not verify("k", "p2", "obs://b/x.jpg", 2_000_000_000, mac, now=1_000)  # other project
     assert not verify("k", "p1", "obs://b/y.jpg", 2_000_000_000, mac, now=1_000)
     assert not verify("k", "p1", "obs://b/x.jpg", 2_000_000_000, "\x80é", now=1_000)  # no crash on junk
+
+
+def test_task_input_reads_the_newest_completed_output(stack: Stack) -> None:
+    dataset = stack.create_dataset("ds", "/data/imgs/")
+    validated = stack.run_task(stack.example(EXAMPLES / "create-validation.json", dataset))
+    assert validated["status"] == 2
+    stack.store.ensure_bucket("flips")
+    body = {
+        "name": "on-output",
+        "data_source": {"type": "TASK", "source": validated["task_id"]},
+        "work_path": {"type": "OBS", "path": "/flips/out/"},
+        "create_version": True,
+        "template": {
+            "id": "sys_data_augmentation",
+            "operator_params": [{"name": "Flip", "params": {"do_validation": "False"}}],
+        },
+    }
+    flipped = stack.run_task(body)
+    assert flipped["status"] == 2, flipped.get("error_msg")
+    records = stack.results(stack.versions(flipped["task_id"])[0].id)
+    output = stack.versions(validated["task_id"])[0].output_path  # /bucket/…/{version id}/
+    origins = {r.origin_source for r in records}
+    assert len(origins) == 3 and all(o.startswith(f"obs:/{output}Data/") for o in origins)
+    body["name"] = "no-output"
+    body["data_source"]["source"] = "abcdefghijklmnopqrs"
+    assert stack.client.post("/v2/p1/processor-tasks", json=body).json()["error_code"] == "ModelArts.4612"
