@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from api.context import ApiContext
+from storage.db.engine import session_scope
 from storage.objectstore import ObjectStore
 
 
@@ -18,15 +19,8 @@ def get_context(request: Request) -> ApiContext:
 
 def get_session(ctx: Annotated[ApiContext, Depends(get_context)]) -> Iterator[Session]:
     """One transaction per request: committed by the handler's success, rolled back otherwise."""
-    session = ctx.sessions()
-    try:
+    with session_scope(ctx.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_store(ctx: Annotated[ApiContext, Depends(get_context)]) -> ObjectStore:

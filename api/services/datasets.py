@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError, invalid
 from api.schemas.datasets import CreateDatasetRequest, CreateVersionRequest
+from api.services.paths import checked_folder
 from storage.datasets import (
     EmptyImportError,
     LastVersionError,
@@ -71,25 +72,12 @@ def get_version(session: Session, dataset: Dataset, version_id: str) -> DatasetV
     raise ApiError("ModelArts.4353", f"Dataset version {version_id[:MAX_ID_LENGTH]!r} does not exist")
 
 
-def _folder(path: str, what: str) -> str:
-    """``path`` in the API form ``/bucket/dir/…``, or the OBS path error codes."""
-    if "//" in path.split("://", 1)[-1]:
-        raise ApiError("ModelArts.4315", f"{what} must not contain //")
-    try:
-        ref = parse_uri(path)
-    except StorageError as exc:
-        raise ApiError("ModelArts.4313", f"{what} {path[:200]!r} is not valid: {exc}") from None
-    if not ref.key.strip("/"):
-        raise ApiError("ModelArts.4205", f"{what} must be a sub-directory, not a bucket root")
-    return to_api_path(ref)
-
-
 def create_dataset(
     session: Session, store: ObjectStore, project_id: str, body: CreateDatasetRequest
 ) -> Dataset:
     """CreateDataset: import the data source and publish ``V001`` (synchronously)."""
-    data_path = _folder(body.data_sources[0].data_path, "data_path")
-    work_path = _folder(body.work_path, "work_path")
+    data_path = checked_folder(body.data_sources[0].data_path, "data_path")
+    work_path = checked_folder(body.work_path, "work_path")
     if not work_path.endswith("/"):
         work_path += "/"
     data_dir = data_path if data_path.endswith("/") else data_path.rsplit("/", 1)[0] + "/"

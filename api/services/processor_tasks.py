@@ -15,12 +15,12 @@ from api.schemas.processor_tasks import (
     TemplateParam,
     WorkPath,
 )
+from api.services.paths import checked_folder
 from operators import registry
 from operators.errors import InvalidParamsError, UnknownOperatorError
 from storage.db.models import ProcessorTask, TaskVersion
 from storage.db.repositories import COMPLETED, FAILED, DatasetRepository, TaskRepository
-from storage.errors import ConflictError, NotFoundError, StorageError
-from storage.uris import parse_uri
+from storage.errors import ConflictError, NotFoundError
 
 ANALYSE = "sys_data_analyse"
 
@@ -52,20 +52,6 @@ def _validate_operators(template_param: TemplateParam) -> list[dict[str, Any]]:
     return out
 
 
-def _check_obs_path(path: str | None, what: str) -> str:
-    if not path:
-        raise invalid(f"{what} needs a path")
-    if "//" in path.split("://", 1)[-1]:
-        raise ApiError("ModelArts.4315", f"{what} path must not contain //")
-    try:
-        ref = parse_uri(path)
-    except StorageError as exc:
-        raise ApiError("ModelArts.4313", f"{what} path {path!r} is not valid: {exc}") from None
-    if not ref.key.strip("/"):
-        raise ApiError("ModelArts.4205", f"{what} path must be a sub-directory, not a bucket root")
-    return path
-
-
 def _resolve_input(
     session: Session, project_id: str, src: ProcessorDataSource, version_hint: str | None
 ) -> dict[str, Any]:
@@ -88,7 +74,7 @@ def _resolve_input(
             raise ApiError("ModelArts.4353", f"Dataset version {version_id} does not exist") from None
         out.update(name=dataset.name, version_id=version.id, version_name=version.name)
     elif src.type == "OBS":
-        _check_obs_path(src.source, "input")
+        checked_folder(src.source, "input path")
     elif src.type == "TASK":
         if not src.source:
             raise invalid("a TASK input needs source (the task id)")
@@ -110,7 +96,7 @@ def _resolve_work_path(
         raise invalid(f"template {template_id} needs work_path (where the output is written)")
     out = work_path.model_dump(exclude_none=True, exclude={"output_path", "version_id"})
     if work_path.type == "OBS":
-        _check_obs_path(work_path.path, "work_path")
+        checked_folder(work_path.path, "work_path path")
         return out
     repo = DatasetRepository(session)
     try:
