@@ -59,30 +59,28 @@ class TemplateParam(_Body):
     operator_params: list[OperatorParam] = Field(default_factory=list, max_length=20)
 
 
-class CreateProcessorTaskRequest(_Body):
+class _TaskFields(_Body):
+    """Fields shared by CreateProcessorTask and CreateProcessorTaskVersion."""
+
     name: TaskName
+    data_source: ProcessorDataSource | None = None
+    inputs: list[ProcessorDataSource] | None = Field(default=None, max_length=20)
+    version_id: str | None = Field(default=None, max_length=64)
+    work_path: WorkPath | None = None
+    description: Description = ""
+    workspace_id: str = "0"
+
+
+class CreateProcessorTaskRequest(_TaskFields):
     template: TemplateParam
     create_version: bool = False
-    data_source: ProcessorDataSource | None = None
-    inputs: list[ProcessorDataSource] | None = Field(default=None, max_length=20)
-    version_id: str | None = Field(default=None, max_length=64)
-    work_path: WorkPath | None = None
-    description: Description = ""
-    workspace_id: str = "0"
 
 
-class CreateTaskVersionRequest(_Body):
+class CreateTaskVersionRequest(_TaskFields):
     """CreateProcessorTaskVersion: the task's fields again; omitted ones are taken from the task."""
 
-    name: TaskName
     template: TemplateParam | None = None
     create_version: bool = True
-    data_source: ProcessorDataSource | None = None
-    inputs: list[ProcessorDataSource] | None = Field(default=None, max_length=20)
-    version_id: str | None = Field(default=None, max_length=64)
-    work_path: WorkPath | None = None
-    description: Description = ""
-    workspace_id: str = "0"
 
 
 class UpdateProcessorTaskRequest(_Body):

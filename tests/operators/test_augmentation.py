@@ -162,7 +162,7 @@ def test_operator_contract(case: tuple[str, dict[str, str]], kind: str) -> None:
     assert added.pixels.flags.c_contiguous and not added.pixels.flags.writeable
     size = expected_size(name, params, w, h)
     if size is None:
-        assert 1 <= added.size[0] <= w and 1 <= added.size[1] <= h and added.size != (w, h)
+        assert added.size != (w, h) and 1 <= added.size[0] <= w and 1 <= added.size[1] <= h
     else:
         assert added.size == size
     assert added.pixels.shape != pixels.shape or not np.array_equal(added.pixels, pixels)
