@@ -111,6 +111,25 @@ def _resolve_work_path(
     return out
 
 
+def _add_version(
+    repo: TaskRepository,
+    task: ProcessorTask,
+    template: dict[str, Any],
+    inputs: list[Any],
+    work_path: dict[str, Any] | None,
+    description: str,
+) -> str:
+    """The task's next version (``V0001``, ``V0002``…) with the given run spec; returns its id."""
+    version = TaskVersion(
+        version_name=repo.next_version_name(task.id),
+        template=template,
+        inputs=inputs,
+        work_path=work_path,
+        description=description,
+    )
+    return repo.add_version(task, version).id
+
+
 def check_running_limit(session: Session, project_id: str, max_running: int) -> None:
     if TaskRepository(session).running_count(project_id) >= max_running:
         raise ApiError("ModelArts.4409", f"too many running tasks: at most {max_running} per project")
@@ -166,17 +185,7 @@ def create_task(
     version_id = None
     # Feature analysis has no user-visible versions in ModelArts; it runs as one internal version.
     if starts_now:
-        version = repo.add_version(
-            task,
-            TaskVersion(
-                version_name=repo.next_version_name(task.id),
-                template=template,
-                inputs=inputs,
-                work_path=work_path,
-                description=body.description,
-            ),
-        )
-        version_id = version.id
+        version_id = _add_version(repo, task, template, inputs, work_path, body.description)
     if template_id == ANALYSE and first["type"] == "DATASET":
         dsv = DatasetRepository(session).get_version(first["source"], first["version_id"])
         dsv.analysis_task_id = task.id
@@ -273,19 +282,10 @@ def create_version(
             )
     check_running_limit(session, project_id, max_running)
     repo = TaskRepository(session)
-    version = repo.add_version(
-        task,
-        TaskVersion(
-            version_name=repo.next_version_name(task.id),
-            template=template,
-            inputs=inputs,
-            work_path=work_path,
-            description=body.description,
-        ),
-    )
+    version_id = _add_version(repo, task, template, inputs, work_path, body.description)
     task.status = 0
     task.error_msg = None
-    return version.id
+    return version_id
 
 
 def render_version(version: TaskVersion) -> dict[str, Any]:

@@ -41,6 +41,16 @@ def _analyse(stack: Stack, dataset: dict, name: str = "V001") -> dict:
     return stack.run_task(body)
 
 
+def _orphan(stack: Stack, version_id: str, deliveries: int) -> None:
+    """Leave a version as a dead worker would: RUNNING, with a heartbeat ten minutes old."""
+    with session_scope(stack.sessions) as s:
+        s.execute(
+            update(TaskVersion)
+            .where(TaskVersion.id == version_id)
+            .values(status=1, deliveries=deliveries, update_time=now_ms() - 600_000)
+        )
+
+
 def _ctx(stack: Stack) -> WorkerContext:
     from dsproc.settings import Settings
 
@@ -96,13 +106,7 @@ def test_second_delivery_does_nothing(stack: Stack) -> None:
 def test_a_version_whose_worker_keeps_dying_fails_instead_of_looping(stack: Stack) -> None:
     task = _analyse(stack, _dataset(stack, 2))
     version_id = stack.versions(task["task_id"])[0].id
-    # Simulate: the version is RUNNING with a stale heartbeat after its worker died twice already.
-    with session_scope(stack.sessions) as s:
-        s.execute(
-            update(TaskVersion)
-            .where(TaskVersion.id == version_id)
-            .values(status=1, deliveries=3, update_time=now_ms() - 600_000)
-        )
+    _orphan(stack, version_id, deliveries=3)  # its worker died three times already
     assert run_version(_ctx(stack), version_id) == "failed"
     version = stack.versions(task["task_id"])[0]
     assert version.status == 3 and "gave up after 3 attempts" in version.error_msg
@@ -111,12 +115,7 @@ def test_a_version_whose_worker_keeps_dying_fails_instead_of_looping(stack: Stac
 def test_a_stale_running_version_is_taken_over_and_completed(stack: Stack) -> None:
     task = _analyse(stack, _dataset(stack, 2))
     version_id = stack.versions(task["task_id"])[0].id
-    with session_scope(stack.sessions) as s:
-        s.execute(
-            update(TaskVersion)
-            .where(TaskVersion.id == version_id)
-            .values(status=1, deliveries=1, update_time=now_ms() - 600_000)
-        )
+    _orphan(stack, version_id, deliveries=1)
     assert run_version(_ctx(stack), version_id) == "completed"
     assert stack.versions(task["task_id"])[0].deliveries == 2
 
