@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(default=3600, ge=60)
     max_deliveries: int = Field(default=3, ge=1)
     batch_size: int = Field(default=32, ge=1)
+    # Selection passes over more samples than this are split into shards that any idle worker may
+    # extract (0: never shard); rounded up to a multiple of batch_size.
+    shard_size: int = Field(default=4096, ge=0)
+    shard_helpers: int = Field(default=16, ge=0)  # helper messages sent per sharded pass, at most
 
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(default=100_000_000, ge=1)

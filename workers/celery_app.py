@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from celery import Celery
 from celery.signals import worker_process_init
 
@@ -10,7 +12,18 @@ from workers import context
 from workers.threads import configure_threads, thread_share
 
 TASK_NAME = "dsproc.run_task_version"
+SHARD_TASK_NAME = "dsproc.extract_shards"
 QUEUE = "dsproc"
+
+
+def shard_spawner(app: Celery) -> Callable[[str, int, int], None]:
+    """Sends ``helpers`` messages asking idle workers to extract shards of a version's pass."""
+
+    def spawn(version_id: str, pass_index: int, helpers: int) -> None:
+        for _ in range(helpers):
+            app.send_task(SHARD_TASK_NAME, args=[version_id, pass_index], queue=QUEUE)
+
+    return spawn
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -37,7 +50,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_max_tasks_per_child=200,
         broker_pool_limit=4,
     )
-    context.configure(settings)
+    context.configure(settings, spawn_helpers=None if settings.embedded_broker else shard_spawner(app))
     import workers.tasks  # noqa: F401 - registers the shared task with this app
 
     return app

@@ -21,7 +21,7 @@ from operators.embeddings.backbone import Embedder, get_embedder, resize_batch
 from operators.embeddings.cache import EmbeddingCache, content_key
 from operators.embeddings.checkpoint import CheckpointError, checkpoint_embedder, parse_sidecar
 from operators.errors import OperatorError
-from operators.kinds import OperatorEnv, SelectionOperator
+from operators.kinds import Features, OperatorEnv, SelectionOperator
 from operators.params import OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
@@ -115,7 +115,6 @@ class PCC(SelectionOperator):
             raise
         self.store = F.RowStore(self.embedder.dim, env.cache_dir if _writable(env.cache_dir) else None)
         self.ids: list[str] = []
-        self._pending: list[tuple[int, bytes, np.ndarray]] = []
         self.computed = 0
 
     def _load_exemplars(self) -> None:
@@ -216,34 +215,40 @@ class PCC(SelectionOperator):
 
     # --- streaming ----------------------------------------------------------------------------
 
-    def observe(self, batch: list[Sample]) -> None:
+    shardable = True
+
+    def begin_extract(self, env: OperatorEnv) -> None:
+        """A shard worker needs the embedder and the cache, not the exemplars."""
+        self.env = env
+        self.embedder = self._load_embedder()
+        self.cache = (
+            EmbeddingCache(env.cache_dir, self.embedder.model_id, self.embedder.dim)
+            if env.cache_dir is not None
+            else None
+        )
+        self.computed = 0
+
+    def end_extract(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+    def extract(self, batch: list[Sample]) -> Features:
+        """Embeddings of the decodable samples (from the cache where it has them)."""
         live = [s for s in batch if s.pixels is not None]
         if not live:
-            return
-        keys = [content_key(s) for s in live]
-        cached = self.cache.get_many(keys) if self.cache is not None else {}
-        for sample, key in zip(live, keys, strict=True):
-            index = len(self.ids)
-            self.ids.append(sample.sample_id)
-            if key in cached:
-                self.store.write(index, cached[key][None, :])
-            else:
-                thumb = resize_batch([sample.pixels], self.embedder.input_size)[0]  # type: ignore[list-item]
-                self._pending.append((index, key, thumb))
-        if len(self._pending) >= self.embedder.batch_size:
-            self._flush()
+            empty = np.zeros((0, self.embedder.dim), np.float32)
+            return {"ids": np.array([], dtype=str), "embeddings": empty}
+        before = self.cache.hits if self.cache is not None else 0
+        rows = self._embed_now(live)
+        hits = (self.cache.hits - before) if self.cache is not None else 0
+        self.computed += len(live) - hits
+        return {"ids": np.array([s.sample_id for s in live], dtype=str), "embeddings": rows}
 
-    def _flush(self) -> None:
-        """Embed the staged thumbnails (one device batch) and write their rows at their indices."""
-        if not self._pending:
+    def absorb(self, features: Features) -> None:
+        if len(features["ids"]) == 0:
             return
-        pending, self._pending = self._pending, []
-        rows = self.embedder.embed_resized(np.stack([t for _, _, t in pending]))
-        for (index, _, _), row in zip(pending, rows, strict=True):
-            self.store.write(index, row[None, :])
-        if self.cache is not None:
-            self.cache.put_many((key, row) for (_, key, _), row in zip(pending, rows, strict=True))
-        self.computed += len(pending)
+        self.store.write(len(self.ids), np.asarray(features["embeddings"], np.float32))
+        self.ids += features["ids"].tolist()
 
     # --- decision -----------------------------------------------------------------------------
 
@@ -256,7 +261,6 @@ class PCC(SelectionOperator):
         )
 
     def decide(self) -> dict[str, Verdict]:
-        self._flush()
         n = len(self.ids)
         try:
             if n == 0:

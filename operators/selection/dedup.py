@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from operators.kinds import OperatorEnv, SelectionOperator
+from operators.kinds import Features, OperatorEnv, SelectionOperator
 from operators.params import OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
@@ -143,13 +143,20 @@ class SimDeduplication(SelectionOperator):
 
     params: Params
 
+    shardable = True
+
     def begin(self, env: OperatorEnv) -> None:
         super().begin(env)
         self._seen = _Seen()
         self._by_hash: dict[bytes, int] = {}
+        self._known: set[bytes] | dict[bytes, int] = self._by_hash  # what extract need not measure again
         self._quality: list[float] = []
         self._embeddings = RowStore()
         self._thumbs = RowStore(dtype=np.uint8)
+
+    def begin_extract(self, env: OperatorEnv) -> None:
+        super().begin(env)
+        self._known = set()
 
     def _embed(self, images: list[np.ndarray]) -> np.ndarray:
         from operators.embeddings import get_embedder
@@ -158,29 +165,62 @@ class SimDeduplication(SelectionOperator):
         rows = np.asarray(rows, np.float32)
         return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
-    def observe(self, batch: list[Sample]) -> None:
+    def extract(self, batch: list[Sample]) -> Features:
+        """Per decodable sample: id, source, order, labelled, content hash, and ``row`` ≥ 0 for the
+        first occurrence of a content (not known before), whose quality, embedding and thumbnail are
+        row ``row`` of those arrays; later occurrences only point at their content by hash."""
+        live = [s for s in batch if s.pixels is not None]
+        digests = [content_hash(s) for s in live]
+        rows = np.full(len(live), -1, np.int64)
         fresh: list[np.ndarray] = []
-        thumbs: list[np.ndarray] = []
-        for sample in batch:
-            if sample.pixels is None:
+        quality: list[float] = []
+        local: set[bytes] = set()
+        for i, (sample, digest) in enumerate(zip(live, digests, strict=True)):
+            if digest in self._known or digest in local:
                 continue
-            digest = content_hash(sample)
+            local.add(digest)
+            assert sample.pixels is not None
+            area, sharp = measure(sample.pixels)
+            quality.append(quality_score(area, encoding_quality(sample), sharp))
+            rows[i] = len(fresh)
+            fresh.append(sample.pixels)
+        if isinstance(self._known, set):  # an extract-only copy remembers what it measured
+            self._known |= local
+        embeddings = self._embed(fresh) if fresh else np.zeros((0, 0), np.float32)
+        thumbs = [thumbnail(p).reshape(1, THUMB * THUMB) for p in fresh]
+        return {
+            "ids": np.array([s.sample_id for s in live], dtype=str),
+            "sources": np.array([s.source for s in live], dtype=str),
+            "order": np.array([s.order for s in live], np.int64),
+            "labelled": np.array([is_labelled(s) for s in live], bool),
+            "digest": np.frombuffer(b"".join(digests), np.uint8).reshape(len(live), 16),
+            "row": rows,
+            "quality": np.array(quality, np.float64),
+            "embeddings": embeddings,
+            "thumbs": np.concatenate(thumbs) if thumbs else np.zeros((0, THUMB * THUMB), np.uint8),
+        }
+
+    def absorb(self, features: Features) -> None:
+        seen, rows = self._seen, features["row"]
+        new_rows: list[int] = []
+        for i, digest_row in enumerate(features["digest"]):
+            digest = digest_row.tobytes()
             content = self._by_hash.get(digest)
-            if content is None:  # first occurrence: the only one that is embedded and measured
+            if content is None:  # first occurrence: extract measured it
+                row = int(rows[i])
+                if row < 0:
+                    raise RuntimeError("dedup features absorbed out of order: a new content has no row")
                 content = self._by_hash[digest] = len(self._quality)
-                area, sharp = measure(sample.pixels)
-                self._quality.append(quality_score(area, encoding_quality(sample), sharp))
-                fresh.append(sample.pixels)
-                thumbs.append(thumbnail(sample.pixels).reshape(1, THUMB * THUMB))
-            seen = self._seen
-            seen.ids.append(sample.sample_id)
-            seen.sources.append(sample.source)
-            seen.order.append(sample.order)
-            seen.labelled.append(is_labelled(sample))
+                self._quality.append(float(features["quality"][row]))
+                new_rows.append(row)
+            seen.ids.append(str(features["ids"][i]))
+            seen.sources.append(str(features["sources"][i]))
+            seen.order.append(int(features["order"][i]))
+            seen.labelled.append(bool(features["labelled"][i]))
             seen.content.append(content)
-        if fresh:
-            self._embeddings.append(self._embed(fresh))
-            self._thumbs.append(np.concatenate(thumbs))
+        if new_rows:
+            self._embeddings.append(features["embeddings"][new_rows])
+            self._thumbs.append(features["thumbs"][new_rows])
 
     def _pairs(
         self, rows: np.ndarray, threshold: float, seed: int

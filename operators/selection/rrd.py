@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from operators.errors import InvalidParamsError
-from operators.kinds import OperatorEnv, SelectionOperator
+from operators.kinds import Features, OperatorEnv, SelectionOperator
 from operators.params import OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
@@ -213,6 +213,7 @@ class RRD(SelectionOperator):
             return parsed
 
     params: Params
+    shardable = True
 
     def begin(self, env: OperatorEnv) -> None:
         super().begin(env)
@@ -221,19 +222,28 @@ class RRD(SelectionOperator):
         self._order: list[int] = []
         self._embeddings = RowStore()
 
-    def observe(self, batch: list[Sample]) -> None:
-        images = [s.pixels for s in batch if s.pixels is not None]
-        if not images:
-            return
+    def extract(self, batch: list[Sample]) -> Features:
+        live = [s for s in batch if s.pixels is not None]
+        if not live:
+            return {"ids": np.array([], dtype=str)}
         from operators.embeddings import get_embedder
 
+        images = [s.pixels for s in live]
         rows = np.asarray(get_embedder(self.env.device).embed(images, batch_size=len(images)), np.float32)
-        self._embeddings.append(rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12))
-        for s in batch:
-            if s.pixels is not None:
-                self._ids.append(s.sample_id)
-                self._sources.append(s.source)
-                self._order.append(s.order)
+        return {
+            "ids": np.array([s.sample_id for s in live], dtype=str),
+            "sources": np.array([s.source for s in live], dtype=str),
+            "order": np.array([s.order for s in live], np.int64),
+            "embeddings": rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12),
+        }
+
+    def absorb(self, features: Features) -> None:
+        if len(features["ids"]) == 0:
+            return
+        self._embeddings.append(features["embeddings"])
+        self._ids += features["ids"].tolist()
+        self._sources += features["sources"].tolist()
+        self._order += features["order"].tolist()
 
     def clusters_for(self, n: int) -> int:
         """The cluster count for ``n`` samples; an explicit one must be below ``n`` (ModelArts.4622)."""

@@ -137,6 +137,32 @@ class TaskVersion(Base):
     task: Mapped[ProcessorTask] = relationship(back_populates="versions")
 
 
+class VersionShard(Base):
+    """One slice of a task version's input for a sharded pass, extracted by whichever worker claims it.
+
+    ``manifest`` holds the slice's manifest lines, so a worker needs nothing else to read its samples;
+    the features it extracts go to the object ``features_uri``. State: 0 pending, 1 running
+    (``owner`` heartbeats), 2 done, 3 failed (``error``).
+    """
+
+    __tablename__ = "version_shards"
+
+    task_version_id: Mapped[str] = mapped_column(
+        ForeignKey("task_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    pass_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shard_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    manifest: Mapped[str] = mapped_column(Text)
+    features_uri: Mapped[str] = mapped_column(Text)
+    state: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    heartbeat_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class SampleResult(Base):
     __tablename__ = "sample_results"
     __table_args__ = (

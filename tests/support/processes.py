@@ -30,6 +30,7 @@ def dsproc_process(args: list[str], env: dict[str, str], log_name: str) -> Itera
         proc = subprocess.Popen(
             [sys.executable, "-m", "dsproc.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=full_env
         )
+    proc.log_path = log.name  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
@@ -42,6 +43,18 @@ def dsproc_process(args: list[str], env: dict[str, str], log_name: str) -> Itera
         text = Path(log.name).read_text(errors="replace")
         print(f"----- {log_name} log (last 4000 chars) -----\n{text[-4000:]}")
         os.unlink(log.name)
+
+
+def wait_log(proc: subprocess.Popen[bytes], text: str, timeout_s: float = 90.0) -> None:
+    """Wait until a process started by ``dsproc_process`` has written ``text`` to its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dsproc exited early with status {proc.returncode}")
+        if text in Path(proc.log_path).read_text(errors="replace"):  # type: ignore[attr-defined]
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{text!r} did not appear in the log within {timeout_s} s")
 
 
 def create_key(project: str, env: dict[str, str], data_dir: Path | None = None) -> str:

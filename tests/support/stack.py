@@ -7,7 +7,7 @@ code a Celery worker runs), so a test can POST a task and read its results right
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +92,14 @@ class Stack:
 
 
 @contextmanager
-def in_process_stack(tmp_path: Path, db_url: str | None = None, **settings: Any) -> Iterator[Stack]:
+def in_process_stack(
+    tmp_path: Path,
+    db_url: str | None = None,
+    spawn_helpers: Callable[[WorkerContext, str, int, int], None] | None = None,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """``spawn_helpers``, if given, is what the runner calls to ask other workers for help with a
+    sharded pass (with the worker context first); without it the coordinator works alone."""
     url = db_url or f"sqlite:///{tmp_path / 'meta.db'}"
     upgrade(url)
     cfg = Settings(data_dir=tmp_path, database_url=url, storage_root=tmp_path / "storage", **settings)
@@ -100,6 +107,8 @@ def in_process_stack(tmp_path: Path, db_url: str | None = None, **settings: Any)
     sessions = make_session_factory(engine)
     store = LocalObjectStore(tmp_path / "storage")
     worker_ctx = WorkerContext(cfg, engine, sessions, store)
+    if spawn_helpers is not None:
+        worker_ctx.spawn_helpers = lambda *args: spawn_helpers(worker_ctx, *args)
     holder: list[Stack] = []
 
     def enqueue(version_id: str) -> None:

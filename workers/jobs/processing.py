@@ -36,6 +36,7 @@ from workers.errors import InputError, WorkerError
 from workers.fetch import Fetched, Fetcher, batched
 from workers.inputs import iter_samples, resolve
 from workers.jobs.base import JobControl, JobOutcome, ResultSink
+from workers.jobs.sharding import ShardedPass
 from workers.samples import build_sample, detection_xml, encode, manifest_line, rng_for, seed_for
 
 log = logging.getLogger(__name__)
@@ -145,19 +146,28 @@ class ProcessingJob:
         self.verdicts: dict[int, dict[str, Verdict]] = {}
         self.pipeline = Pipeline(self.ops, self.verdicts, self.seed)
         self.done = 0
+        self._env: OperatorEnv | None = None
+
+    def fresh_operator(self, index: int) -> Operator:
+        """A new, not yet begun instance of operator ``index`` (the same params)."""
+        return build_operators(self.version.template)[index]
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def _manifest_samples(self) -> Iterator[ManifestSample]:
+    def manifest_samples(self) -> Iterator[ManifestSample]:
         with session_scope(self.ctx.sessions) as s:
             resolved = [resolve(s, self.task.project_id, spec) for spec in self.version.inputs]
             s.expunge_all()
         return chain.from_iterable(iter_samples(self.ctx.store, r) for r in resolved)
 
-    def _samples(self, fetcher: Fetcher) -> Iterator[list[Sample]]:
-        """Decoded samples in batches; the next batch downloads while this one is processed."""
-        order = 0
-        for batch in batched(self._manifest_samples(), self.ctx.settings.batch_size):
+    def decoded(
+        self, fetcher: Fetcher, manifest: Iterable[ManifestSample] | None = None, start: int = 0
+    ) -> Iterator[list[Sample]]:
+        """Decoded samples in batches (of the whole input, or of ``manifest`` whose first sample is
+        input number ``start``); the next batch downloads while this one is processed."""
+        order = start
+        source = self.manifest_samples() if manifest is None else manifest
+        for batch in batched(source, self.ctx.settings.batch_size):
             xml_refs = [ms.annotation_loc for ms in batch]
             fetched = fetcher.fetch(batch)
             xmls = self._fetch_xml(fetcher, batch, xml_refs)
@@ -174,7 +184,12 @@ class ProcessingJob:
         got = iter(fetcher.fetch(wanted)) if wanted else iter(())
         return [next(got) if r else None for r in refs]
 
-    def env(self) -> OperatorEnv:
+    def operator_env(self) -> OperatorEnv:
+        if self._env is None:
+            self._env = self._make_env()
+        return self._env
+
+    def _make_env(self) -> OperatorEnv:
         store = self.ctx.store
 
         def read_bytes(uri: str) -> bytes:
@@ -223,7 +238,7 @@ class ProcessingJob:
     # --- run ----------------------------------------------------------------------------------
 
     def run(self) -> tuple[dict[str, int], str]:
-        env = self.env()
+        env = self.operator_env()
         for op in self.ops:
             try:
                 op.begin(env)
@@ -233,24 +248,36 @@ class ProcessingJob:
         with Fetcher(self.ctx.store, self.ctx.settings.max_image_bytes) as fetcher:
             for index, op in enumerate(self.ops):
                 if isinstance(op, SelectionOperator):
-                    for batch in self._samples(fetcher):
-                        alive = []
-                        for sample in batch:
-                            lineage = self.pipeline.run(sample, index)
-                            alive += [
-                                s
-                                for s in [lineage.original, *lineage.added]
-                                if s is not None and s.pixels is not None
-                            ]
-                        op.observe(alive)
-                        self._tick(len(batch))
+                    if not (self.shardable(index) and ShardedPass(self, index, op, output).run(fetcher)):
+                        for batch in self.decoded(fetcher):
+                            op.observe(self.alive(batch, index))
+                            self.tick(len(batch))
                     try:
                         self.verdicts[index] = op.decide()
                     except OperatorError as exc:  # e.g. RRD n_clusters ≥ samples (ModelArts.4622)
                         raise WorkerError(f"{op.name}: {exc}") from exc
             return self._final_pass(fetcher, output)
 
-    def _tick(self, n: int) -> None:
+    def alive(self, batch: list[Sample], index: int) -> list[Sample]:
+        """What reaches operator ``index``: the batch after the operators before it, decodable only."""
+        alive = []
+        for sample in batch:
+            lineage = self.pipeline.run(sample, index)
+            alive += [s for s in [lineage.original, *lineage.added] if s is not None and s.pixels is not None]
+        return alive
+
+    def shardable(self, index: int) -> bool:
+        """Operator ``index`` may run sharded: it splits extract/absorb, sharding is on, and no
+        selection operator runs before it (a shard worker would need that one's verdicts)."""
+        op = self.ops[index]
+        return (
+            isinstance(op, SelectionOperator)
+            and op.shardable
+            and self.ctx.settings.shard_size > 0
+            and not any(isinstance(o, SelectionOperator) for o in self.ops[:index])
+        )
+
+    def tick(self, n: int) -> None:
         self.done += n
         self.control.checkpoint(self.done)
 
@@ -276,7 +303,7 @@ class ProcessingJob:
                 xml_uri = xml_ref.uri()
             return ref.uri(), manifest_line(sample, ref.uri(), xml_uri)
 
-        for batch in self._samples(fetcher):
+        for batch in self.decoded(fetcher):
             for sample in batch:
                 origin_source = sample.source
                 lineage = self.pipeline.run(sample, len(self.ops))
@@ -322,7 +349,7 @@ class ProcessingJob:
                             result_description=added.evidence,
                         )
                     )
-            self._tick(len(batch))
+            self.tick(len(batch))
 
         results.flush()
         manifest_ref = output.root.join("output.manifest")
