@@ -220,7 +220,8 @@ class PCC(SelectionOperator):
     def begin_extract(self, env: OperatorEnv) -> None:
         """A shard worker needs the embedder and the cache, not the exemplars."""
         self.env = env
-        self.embedder = self._load_embedder()
+        if getattr(self, "embedder", None) is None:  # called once per shard: load a checkpoint once
+            self.embedder = self._load_embedder()
         self.cache = (
             EmbeddingCache(env.cache_dir, self.embedder.model_id, self.embedder.dim)
             if env.cache_dir is not None

@@ -27,6 +27,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -197,7 +198,7 @@ class ShardedPass:
         with session_scope(self.ctx.sessions) as s:
             repo = ShardRepository(s)
             start = 0
-            for i, chunk in enumerate([first, second, *chunks]):
+            for i, chunk in enumerate(chain([first, second], chunks)):  # streamed, never all in memory
                 manifest = "".join(dump_line(ms) + "\n" for ms in chunk)
                 uri = shards_root.join(f"{i:06d}.npz").uri()
                 repo.add(self.version_id, self.index, i, ShardSpec(start, len(chunk), manifest, uri))
