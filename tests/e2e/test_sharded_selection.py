@@ -82,6 +82,8 @@ def test_two_workers_share_one_selection_pass(tmp_path: Path, s3_endpoint: str) 
     files, copies = _images()
     for name, data in files.items():
         s3.put_object(Bucket=BUCKET, Key=f"in/{name}", Body=data)
+    for name in list(files)[:4]:
+        s3.put_object(Bucket=BUCKET, Key=f"warm/{name}", Body=files[name])
     s3.put_object(Bucket=BUCKET, Key="out/.keep", Body=b"")
     broker = redis_url(12)
     redis.Redis.from_url(broker).flushdb()
@@ -109,24 +111,36 @@ def test_two_workers_share_one_selection_pass(tmp_path: Path, s3_endpoint: str) 
             wait_http_ready(base, api)
             wait_log(w1, " ready.")
             wait_log(w2, " ready.")
-            resp = client.post(
-                f"{base}/v2/{PROJECT}/datasets",
-                json={
-                    "dataset_name": "crops",
-                    "data_sources": [{"data_path": f"/{BUCKET}/in/"}],
-                    "work_path": f"/{BUCKET}/out/",
-                    "work_path_type": 0,
-                },
-            )
-            assert resp.status_code == 201, resp.text
-            dataset = client.get(f"{base}/v2/{PROJECT}/datasets/{resp.json()['dataset_id']}").json()
-            body = json.loads((EXAMPLES / "create-selection.json").read_text())
-            for src in body["inputs"]:
-                src["source"], src["version_id"] = dataset["dataset_id"], dataset["current_version_id"]
-            body["work_path"]["path"] = dataset["dataset_id"]
-            resp = client.post(f"{base}/v2/{PROJECT}/processor-tasks", json=body)
-            assert resp.status_code == 200, resp.text
-            task = poll_task(base, PROJECT, resp.json()["task_id"], timeout_s=300, headers=client.headers)
+
+            def submit(folder: str, name: str) -> str:
+                """Register ``folder`` as a dataset and POST the official selection body for it."""
+                resp = client.post(
+                    f"{base}/v2/{PROJECT}/datasets",
+                    json={
+                        "dataset_name": name,
+                        "data_sources": [{"data_path": f"/{BUCKET}/{folder}/"}],
+                        "work_path": f"/{BUCKET}/out/",
+                        "work_path_type": 0,
+                    },
+                )
+                assert resp.status_code == 201, resp.text
+                dataset = client.get(f"{base}/v2/{PROJECT}/datasets/{resp.json()['dataset_id']}").json()
+                body = json.loads((EXAMPLES / "create-selection.json").read_text())
+                body["name"] = f"select-{name}"
+                for src in body["inputs"]:
+                    src["source"], src["version_id"] = dataset["dataset_id"], dataset["current_version_id"]
+                body["work_path"]["path"] = dataset["dataset_id"]
+                resp = client.post(f"{base}/v2/{PROJECT}/processor-tasks", json=body)
+                assert resp.status_code == 200, resp.text
+                return str(resp.json()["task_id"])
+
+            # Warm both workers up (each loads the model on its first task) so that the helper's
+            # start-up does not decide whether it gets a shard before the coordinator is done.
+            warm = [submit("warm", f"warm{i}") for i in range(2)]
+            for task_id in warm:
+                assert poll_task(base, PROJECT, task_id, timeout_s=300, headers=client.headers)["status"] == 2
+            task_id = submit("in", "crops")
+            task = poll_task(base, PROJECT, task_id, timeout_s=300, headers=client.headers)
             assert task["status"] == 2, task.get("error_msg")
 
             versions = client.get(f"{base}/v2/{PROJECT}/processor-tasks/{task['task_id']}/versions").json()
