@@ -1,6 +1,8 @@
 """Compact per-sample features for selection: content hash, labels, and a quality score.
 
 Pure functions over bytes and pixels; the operators keep only what these return between batches.
+``batch_features`` computes everything a near-duplicate search needs from an image's pixels in one
+pass over a shared luma plane, on a small thread pool (OpenCV releases the GIL).
 """
 
 from __future__ import annotations
@@ -8,12 +10,18 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from operators.sample import Sample
+from operators.selection.layout import THUMB, luma_thumbnail
 
 # IJG (libjpeg) standard luminance quantisation table, quality 50.
 _IJG_LUMA = np.array(
@@ -33,6 +41,11 @@ REENCODED_QUALITY = 95  # what the worker writes a changed sample with
 QUALITY_CAP = 95  # encodings at or above this count as lossless
 SHARPNESS_WEIGHT = 1.2
 FLAT_RANGE = 8  # grey levels: a border row/column with a smaller range is padding, not content
+# Side of the square embedding input for near-duplicate search. The backbone is fully convolutional
+# with global pooling, so any size runs; 160 px costs half of the usual 224 px and gave the same
+# pairwise recall on held-out transform seeds (bench/bench_dedup.py), while 128 px lost recall.
+EMBED_SIDE = 160
+_LAPLACE_MAX = 1020  # |4-neighbour Laplacian| of 8-bit luma never exceeds 4 · 255
 
 
 def content_hash(sample: Sample) -> bytes:
@@ -125,21 +138,36 @@ def measure(pixels: np.ndarray) -> tuple[int, float]:
 def sharpness(luma: np.ndarray) -> float:
     """RMS of the Laplacian over the intensity standard deviation, at the image's own resolution.
 
-    ``luma`` is HxW (HxWx3 RGB is converted). |Laplacian| is clipped at its 99th percentile first, so
-    a few very strong edges (an added caption) cannot make a copy look sharper than its source.
-    Dividing by the intensity deviation ignores brightness and contrast. Flat images score 0.
+    ``luma`` is HxW uint8 (HxWx3 RGB is converted). |Laplacian| is clipped at its 99th percentile
+    first, so a few very strong edges (an added caption) cannot make a copy look sharper than its
+    source. Dividing by the intensity deviation ignores brightness and contrast. Flat images score 0.
+    The Laplacian of 8-bit luma is an integer in [-1020, 1020], so the percentile and the clipped
+    mean come exactly from a histogram of its magnitude.
     """
     if luma.ndim == 3:
         luma = cv2.cvtColor(np.ascontiguousarray(luma), cv2.COLOR_RGB2GRAY)
-    values = luma.astype(np.float32)
-    deviation = float(values.std())
-    if deviation < 1e-3 or min(values.shape) < 3:
+    if min(luma.shape) < 3:
         return 0.0
-    lap = np.abs(cv2.Laplacian(values, cv2.CV_32F)).ravel()
-    step = max(1, lap.size // 65_536)  # the percentile from a regular subsample is plenty
-    cap = float(np.percentile(lap[::step], 99))
-    clipped = np.minimum(lap, cap)
-    return float(np.sqrt(np.mean(clipped * clipped))) / deviation
+    luma = np.ascontiguousarray(luma if luma.dtype == np.uint8 else np.clip(luma, 0, 255).astype(np.uint8))
+    deviation = float(cv2.meanStdDev(luma)[1][0, 0])
+    if deviation < 1e-3:
+        return 0.0
+    magnitude = np.abs(cv2.Laplacian(luma, cv2.CV_16S)).ravel()
+    step = max(1, magnitude.size // 65_536)  # the percentile from a regular subsample is plenty
+    cap = _percentile99(np.bincount(magnitude[::step], minlength=_LAPLACE_MAX + 1))
+    counts = np.bincount(magnitude, minlength=_LAPLACE_MAX + 1).astype(np.float64)
+    clipped = np.minimum(np.arange(_LAPLACE_MAX + 1, dtype=np.float64), cap)
+    return math.sqrt(float(counts @ (clipped * clipped)) / magnitude.size) / deviation
+
+
+def _percentile99(counts: np.ndarray) -> float:
+    """``np.percentile(values, 99)`` (linear interpolation) of the values whose histogram is ``counts``."""
+    cumulative = np.cumsum(counts)
+    position = 0.99 * (int(cumulative[-1]) - 1)
+    lower = math.floor(position)
+    upper = min(lower + 1, int(cumulative[-1]) - 1)
+    low, high = np.searchsorted(cumulative, [lower, upper], side="right")
+    return float(low) + (position - lower) * float(high - low)
 
 
 def quality_score(pixel_count: int, quality: int, sharp: float) -> float:
@@ -157,4 +185,82 @@ def quality_score(pixel_count: int, quality: int, sharp: float) -> float:
         math.log2(max(pixel_count, 1))
         + SHARPNESS_WEIGHT * math.log2(max(sharp, 1e-3))
         + 2.0 * math.log2(max(q, 0.01))
+    )
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """What near-duplicate search keeps of one image's pixels (see ``image_features``)."""
+
+    pixel_count: int  # pixels that carry content (``measure``)
+    sharpness: float  # of that content (``measure``)
+    thumbnail: np.ndarray  # THUMB×THUMB uint8 luma (``layout.thumbnail``)
+    embed_input: np.ndarray  # side×side×3 uint8 RGB, the embedder's input
+
+
+@dataclass(frozen=True)
+class BatchFeatures:
+    """``ImageFeatures`` of a batch, stacked: N counts, N sharpness values, N×THUMB² thumbnails and
+    N×side×side×3 embedding inputs (for ``Embedder.embed_resized``)."""
+
+    pixel_count: np.ndarray
+    sharpness: np.ndarray
+    thumbnails: np.ndarray
+    embed_inputs: np.ndarray
+
+
+def embedding_input(pixels: np.ndarray, side: int = EMBED_SIDE) -> np.ndarray:
+    """HxWx3 uint8 RGB squashed to side×side (area filter when shrinking, bilinear otherwise), the
+    same rule as ``operators.embeddings.backbone.resize_batch``."""
+    pixels = np.ascontiguousarray(pixels)
+    if pixels.shape[0] == side and pixels.shape[1] == side:
+        return pixels
+    interp = cv2.INTER_AREA if min(pixels.shape[:2]) > side else cv2.INTER_LINEAR
+    return cv2.resize(pixels, (side, side), interpolation=interp)
+
+
+def image_features(pixels: np.ndarray, side: int = EMBED_SIDE) -> ImageFeatures:
+    """``measure``, ``layout.thumbnail`` and ``embedding_input`` of one image, sharing its luma plane."""
+    pixels = np.ascontiguousarray(pixels)
+    luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    ys, xs = content_area(luma)
+    content = luma[ys, xs]
+    return ImageFeatures(
+        pixel_count=int(content.size),
+        sharpness=sharpness(content),
+        thumbnail=luma_thumbnail(luma),
+        embed_input=embedding_input(pixels, side),
+    )
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _feature_pool() -> ThreadPoolExecutor:
+    """One pool per process, made on first use (so a forked worker child makes its own)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="features")
+        return _pool
+
+
+def batch_features(images: Sequence[np.ndarray], side: int = EMBED_SIDE) -> BatchFeatures:
+    """``image_features`` of every image, computed in parallel; results are in input order, so the
+    output does not depend on the number of threads."""
+    if len(images) > 1:
+        found = list(_feature_pool().map(lambda pixels: image_features(pixels, side), images))
+    else:
+        found = [image_features(pixels, side) for pixels in images]
+    thumbs = np.zeros((len(found), THUMB * THUMB), np.uint8)
+    inputs = np.zeros((len(found), side, side, 3), np.uint8)
+    for i, f in enumerate(found):
+        thumbs[i] = f.thumbnail.reshape(-1)
+        inputs[i] = f.embed_input
+    return BatchFeatures(
+        pixel_count=np.array([f.pixel_count for f in found], np.int64),
+        sharpness=np.array([f.sharpness for f in found], np.float64),
+        thumbnails=thumbs,
+        embed_inputs=inputs,
     )

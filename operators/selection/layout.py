@@ -22,8 +22,12 @@ _SHIFTS = 2 * MARGIN + 1
 
 def thumbnail(pixels: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB → 32×32 uint8 luma, squashed to a square (aspect ratio is not kept)."""
-    luma = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(luma, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    return luma_thumbnail(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY))
+
+
+def luma_thumbnail(luma: np.ndarray) -> np.ndarray:
+    """HxW uint8 luma → the 32×32 thumbnail ``thumbnail`` makes of the RGB image it came from."""
+    return cv2.resize(np.ascontiguousarray(luma), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
 def _crop_resize_matrix(scale: float) -> np.ndarray:
