@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 THUMB = 32
 MARGIN = 4
@@ -80,7 +81,14 @@ def layout_correlation_indexed(thumbs: np.ndarray, a: np.ndarray, b: np.ndarray)
     n = len(a)
     if n == 0:
         return np.empty(0, np.float32)
-    x = np.asarray(thumbs, np.float32)
+    # The products are small (81 × 576 by 576 × 9m): BLAS threads only add hand-offs, and their
+    # spin-waiting on a busy 2-core machine made this 10–50× slower than one thread.
+    with threadpool_limits(1, user_api="blas"):
+        return _correlations(np.asarray(thumbs, np.float32), a, b)
+
+
+def _correlations(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    n = len(a)
     templates = _templates(x).reshape(len(x), -1)  # U × (9·576)
     norms = _window_norms(x).reshape(len(x), -1)  # U × 81
     image = np.concatenate([a, b])
