@@ -9,7 +9,7 @@ from celery.signals import worker_process_init
 
 from dsproc.settings import Settings
 from workers import context
-from workers.threads import configure_threads, thread_share
+from workers.threads import configure_threads, passive_openmp_waits, thread_share
 
 TASK_NAME = "dsproc.run_task_version"
 SHARD_TASK_NAME = "dsproc.extract_shards"
@@ -28,6 +28,7 @@ def shard_spawner(app: Celery) -> Callable[[str, int, int], None]:
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for ``settings``; time limits stay below the broker's visibility timeout."""
+    passive_openmp_waits()  # before any task imports torch
     app = Celery("dsproc", broker=settings.broker_url, include=["workers.tasks"])
     transport_options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout_s}
     if settings.embedded_broker:

@@ -2,8 +2,8 @@
 
 Stage 1 (exact): samples whose content hash is equal (the original file bytes, or the pixels when
 an earlier operator changed them) are one content; only its first occurrence is embedded.
-Stage 2 (near): each distinct content gets an EfficientNet-Lite0 embedding and a 32×32 luma
-thumbnail. A faiss k-NN search proposes pairs whose embedding cosine could reach the threshold;
+Stage 2 (near): each distinct content gets an EfficientNet-Lite0 embedding (of a 224 px square,
+``features.EMBED_SIDE``) and a 32×32 luma thumbnail. A faiss k-NN search proposes pairs whose embedding cosine could reach the threshold;
 each pair is then scored
 
     content = (1 + cos) / 2        layout = (1 + ρ) / 2
@@ -35,13 +35,13 @@ from operators.params import OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
 from operators.selection.features import (
+    batch_features,
     content_hash,
     encoding_quality,
     is_labelled,
-    measure,
     quality_score,
 )
-from operators.selection.layout import THUMB, layout_correlation_indexed, thumbnail
+from operators.selection.layout import THUMB, layout_correlation_indexed
 from operators.selection.neighbours import RowStore, near_pairs
 
 NEIGHBOURS = 16  # k of the k-NN search; rows with more near neighbours are searched again
@@ -158,10 +158,11 @@ class SimDeduplication(SelectionOperator):
         super().begin(env)
         self._known = set()
 
-    def _embed(self, images: list[np.ndarray]) -> np.ndarray:
+    def _embed(self, inputs: np.ndarray) -> np.ndarray:
+        """Unit embeddings of N×S×S×3 uint8 inputs (``EMBED_SIDE``, see ``batch_features``)."""
         from operators.embeddings import get_embedder
 
-        rows = get_embedder(self.env.device).embed(images, batch_size=max(1, len(images)))
+        rows = get_embedder(self.env.device).embed_resized(inputs, batch_size=max(1, len(inputs)))
         rows = np.asarray(rows, np.float32)
         return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
@@ -172,22 +173,22 @@ class SimDeduplication(SelectionOperator):
         live = [s for s in batch if s.pixels is not None]
         digests = [content_hash(s) for s in live]
         rows = np.full(len(live), -1, np.int64)
-        fresh: list[np.ndarray] = []
-        quality: list[float] = []
+        fresh: list[Sample] = []
         local: set[bytes] = set()
         for i, (sample, digest) in enumerate(zip(live, digests, strict=True)):
             if digest in self._known or digest in local:
                 continue
             local.add(digest)
-            assert sample.pixels is not None
-            area, sharp = measure(sample.pixels)
-            quality.append(quality_score(area, encoding_quality(sample), sharp))
             rows[i] = len(fresh)
-            fresh.append(sample.pixels)
+            fresh.append(sample)
         if isinstance(self._known, set):  # an extract-only copy remembers what it measured
             self._known |= local
-        embeddings = self._embed(fresh) if fresh else np.zeros((0, 0), np.float32)
-        thumbs = [thumbnail(p).reshape(1, THUMB * THUMB) for p in fresh]
+        feats = batch_features([s.pixels for s in fresh])  # type: ignore[misc]
+        quality = [
+            quality_score(int(area), encoding_quality(s), float(sharp))
+            for s, area, sharp in zip(fresh, feats.pixel_count, feats.sharpness, strict=True)
+        ]
+        embeddings = self._embed(feats.embed_inputs) if fresh else np.zeros((0, 0), np.float32)
         return {
             "ids": np.array([s.sample_id for s in live], dtype=str),
             "sources": np.array([s.source for s in live], dtype=str),
@@ -197,7 +198,7 @@ class SimDeduplication(SelectionOperator):
             "row": rows,
             "quality": np.array(quality, np.float64),
             "embeddings": embeddings,
-            "thumbs": np.concatenate(thumbs) if thumbs else np.zeros((0, THUMB * THUMB), np.uint8),
+            "thumbs": feats.thumbnails,
         }
 
     def absorb(self, features: Features) -> None:

@@ -42,9 +42,10 @@ QUALITY_CAP = 95  # encodings at or above this count as lossless
 SHARPNESS_WEIGHT = 1.2
 FLAT_RANGE = 8  # grey levels: a border row/column with a smaller range is padding, not content
 # Side of the square embedding input for near-duplicate search. The backbone is fully convolutional
-# with global pooling, so any size runs; 160 px costs half of the usual 224 px and gave the same
-# pairwise recall on held-out transform seeds (bench/bench_dedup.py), while 128 px lost recall.
-EMBED_SIDE = 160
+# with global pooling, so any size runs: 160 px costs half of 224 px and matched it on the bench's
+# held-out seeds, but it lost a 4 % crop + 20 % brighter copy of a painting that 224 px finds
+# (cosine similarity 0.897 vs 0.920, tests/operators/test_selection.py), so 224 px stays.
+EMBED_SIDE = 224
 _LAPLACE_MAX = 1020  # |4-neighbour Laplacian| of 8-bit luma never exceeds 4 · 255
 
 
