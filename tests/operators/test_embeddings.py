@@ -25,11 +25,19 @@ from operators import registry
 from operators.cleaning.pcc import PCC, PccError
 from operators.decode import decode_image
 from operators.embeddings.backbone import (
+    COMPILE_ENV,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    INDUCTOR_CACHE_ENV,
+    PRECISION_ENV,
     Embedder,
+    cpu_has_fp16,
+    default_compile,
+    default_precision,
     get_embedder,
+    has_cxx_compiler,
     load_default_model,
+    persistent_inductor_cache,
     preprocess,
 )
 from operators.embeddings.cache import EmbeddingCache, content_key
@@ -79,7 +87,8 @@ def _direct(model: torch.nn.Module, images: list[np.ndarray]) -> np.ndarray:
 
 
 def test_default_embedder_matches_the_plain_model(photos: list[np.ndarray]) -> None:
-    embedder = get_embedder("cpu")
+    embedder = get_embedder("cpu")  # compiled (frozen, fixed batch) where a C++ compiler exists
+    assert embedder.compiled == default_compile("cpu")
     rows = embedder.embed(photos, batch_size=4)
     assert rows.shape == (len(photos), 1280) and rows.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
@@ -87,21 +96,61 @@ def test_default_embedder_matches_the_plain_model(photos: list[np.ndarray]) -> N
     with torch.inference_mode():
         ref = plain.extract_features(torch.from_numpy(preprocess(photos))).mean(dim=(2, 3))
         ref = torch.nn.functional.normalize(ref, dim=1).numpy()
-    if embedder.precision == "fp32":
-        assert float((rows * ref).sum(axis=1).min()) > 0.9999
-    else:
-        assert float((rows * ref).sum(axis=1).min()) > 0.99
+    floor = {"fp32": 0.9999, "fp16": 0.999, "bf16": 0.99}[embedder.precision]
+    assert float((rows * ref).sum(axis=1).min()) > floor
     # Different photos are far apart; batch size does not change a row.
     assert float((rows @ rows.T - np.eye(len(rows))).max()) < 0.9
     np.testing.assert_allclose(embedder.embed(photos[::-1], batch_size=5)[::-1], rows, atol=1e-5)
+    # A full batch runs the compiled graph, the rest eager: the same rows either way.
+    doubled = embedder.embed(photos + photos, batch_size=12)
+    np.testing.assert_allclose(doubled, np.concatenate([rows, rows]), atol=1e-5)
 
 
-def test_bf16_autocast_agrees_with_fp32(photos: list[np.ndarray]) -> None:
+@pytest.mark.parametrize(("precision", "floor"), [("fp16", 0.999), ("bf16", 0.99)])
+def test_half_precision_autocast_agrees_with_fp32(
+    photos: list[np.ndarray], precision: str, floor: float
+) -> None:
     model = load_default_model()
-    fp32 = Embedder(model, precision="fp32").embed(photos)
-    bf16_embedder = Embedder(model, precision="bf16")
-    assert bf16_embedder.model_id.endswith("/bf16")
-    assert float((bf16_embedder.embed(photos) * fp32).sum(axis=1).min()) >= 0.99
+    fp32 = Embedder(model, precision="fp32", compile=False).embed(photos)
+    half = Embedder(model, precision=precision, compile=False)  # type: ignore[arg-type]
+    assert half.model_id.endswith(f"/{precision}")
+    assert float((half.embed(photos) * fp32).sum(axis=1).min()) >= floor
+
+
+def test_half_precision_overflow_is_recomputed_in_fp32(photos: list[np.ndarray]) -> None:
+    conv = torch.nn.Conv2d(3, 4, 1)
+    torch.nn.init.constant_(conv.weight, 3e4)  # ~1e5 per pixel: beyond fp16's 65504
+    model = torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    fp32 = Embedder(model, dim=4, headless=True, precision="fp32", compile=False).embed(photos)
+    fp16 = Embedder(model, dim=4, headless=True, precision="fp16", compile=False).embed(photos)
+    assert np.isfinite(fp16).all()
+    np.testing.assert_allclose(fp16, fp32, atol=1e-5)
+
+
+def test_precision_and_compile_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    monkeypatch.delenv(COMPILE_ENV, raising=False)
+    # bf16 is never chosen by itself: its minimum cosine on real photos is below 0.99.
+    assert default_precision("cpu") == ("fp16" if cpu_has_fp16() else "fp32")
+    assert default_precision("cuda:0") == "fp32"
+    assert default_compile("cpu") == has_cxx_compiler() and not default_compile("cuda")
+    assert not Embedder(torch.nn.Flatten(), dim=3, headless=True).compiled  # checkpoints: eager
+    monkeypatch.setenv(PRECISION_ENV, "bf16")
+    monkeypatch.setenv(COMPILE_ENV, "0")
+    assert default_precision("cuda") == "bf16" and not default_compile("cpu")
+    monkeypatch.setenv(COMPILE_ENV, "1")
+    assert default_compile("cuda")
+    monkeypatch.setenv(PRECISION_ENV, "fp8")
+    with pytest.raises(ValueError, match="fp32, fp16 or bf16"):
+        default_precision("cpu")
+    # Inductor's cache outlives /tmp unless TORCHINDUCTOR_CACHE_DIR says where it goes.
+    monkeypatch.setenv(INDUCTOR_CACHE_ENV, "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    persistent_inductor_cache()
+    assert os.environ[INDUCTOR_CACHE_ENV] == str(tmp_path / "dsproc" / "torchinductor")
+    monkeypatch.setenv(INDUCTOR_CACHE_ENV, "/elsewhere")
+    persistent_inductor_cache()
+    assert os.environ[INDUCTOR_CACHE_ENV] == "/elsewhere"
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", "efficientnet_b0"])
