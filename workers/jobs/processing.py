@@ -277,9 +277,12 @@ class ProcessingJob:
             and not any(isinstance(o, SelectionOperator) for o in self.ops[:index])
         )
 
-    def tick(self, n: int) -> None:
+    def tick(self, n: int, *, force: bool = False) -> None:
+        """Count ``n`` more samples through the current pass; progress is reported in input samples
+        (every pass sees the whole input, so the job's passes are averaged) and a stop is noticed."""
         self.done += n
-        self.control.checkpoint(self.done)
+        passes = 1 + sum(isinstance(op, SelectionOperator) for op in self.ops)
+        self.control.checkpoint(self.done // passes, force=force)
 
     def _final_pass(self, fetcher: Fetcher, output: Output) -> tuple[dict[str, int], str]:
         store = self.ctx.store
@@ -350,6 +353,7 @@ class ProcessingJob:
                         )
                     )
             self.tick(len(batch))
+        self.tick(0, force=True)  # a completed version reports every sample as processed
 
         results.flush()
         manifest_ref = output.root.join("output.manifest")

@@ -228,7 +228,7 @@ class ShardedPass:
                     f"{state.error}"
                 )
             elif not self._extract_one(fetcher):
-                self.job.control.checkpoint(self.job.done)  # waiting on another worker: still stoppable
+                self.job.tick(0)  # waiting on another worker: still stoppable
                 time.sleep(WAIT_S)
 
     def _state(self, shard_index: int) -> ShardState:
