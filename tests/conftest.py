@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Idle OpenMP threads sleep instead of spinning, as in the workers (workers/threads.py): on a busy
+# 2-core machine spinning made two torch threads several times slower than one.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PHOTOS = SHARED / "datasets" / "photos"
