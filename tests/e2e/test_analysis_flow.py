@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import httpx
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from PIL import Image
 
 from tests.conftest import EXAMPLES, PHOTOS
 from tests.support.processes import create_key, dsproc_process, free_port, poll_task, wait_http_ready
-from tests.support.s3server import TEST_CREDENTIALS
+from tests.support.s3server import s3_client, s3_env
 from tests.support.services import fresh_postgres_schema, redis_url
 
 pytestmark = pytest.mark.e2e
@@ -116,13 +115,7 @@ def test_embedded_defaults_end_to_end(tmp_path: Path) -> None:
 
 
 def test_redis_postgres_s3_end_to_end(tmp_path: Path, s3_endpoint: str) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=TEST_CREDENTIALS["access_key_id"],
-        aws_secret_access_key=TEST_CREDENTIALS["secret_access_key"],
-        region_name=TEST_CREDENTIALS["region"],
-    )
+    s3 = s3_client(s3_endpoint)
     s3.create_bucket(Bucket="e2e-bucket")
 
     def put(key: str, data: bytes) -> None:
@@ -144,9 +137,7 @@ def test_redis_postgres_s3_end_to_end(tmp_path: Path, s3_endpoint: str) -> None:
         env = {
             "DSPROC_DATABASE_URL": db_url,
             "DSPROC_BROKER_URL": broker,
-            "DSPROC_S3_ENDPOINT_URL": s3_endpoint,
-            "DSPROC_S3_ACCESS_KEY_ID": TEST_CREDENTIALS["access_key_id"],
-            "DSPROC_S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS["secret_access_key"],
+            **s3_env(s3_endpoint),
             "DSPROC_DATA_DIR": str(tmp_path / "data"),
         }
         token = create_key(PROJECT, env)

@@ -11,7 +11,6 @@ import io
 import json
 from pathlib import Path
 
-import boto3
 import httpx
 import numpy as np
 import pytest
@@ -30,7 +29,7 @@ from tests.support.processes import (
     wait_http_ready,
     wait_log,
 )
-from tests.support.s3server import TEST_CREDENTIALS
+from tests.support.s3server import s3_client, s3_env
 from tests.support.services import fresh_postgres_schema, redis_url
 
 pytestmark = pytest.mark.e2e
@@ -71,13 +70,7 @@ def _images() -> tuple[dict[str, bytes], dict[str, str]]:
 
 
 def test_two_workers_share_one_selection_pass(tmp_path: Path, s3_endpoint: str) -> None:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id=TEST_CREDENTIALS["access_key_id"],
-        aws_secret_access_key=TEST_CREDENTIALS["secret_access_key"],
-        region_name=TEST_CREDENTIALS["region"],
-    )
+    s3 = s3_client(s3_endpoint)
     s3.create_bucket(Bucket=BUCKET)
     files, copies = _images()
     for name, data in files.items():
@@ -93,9 +86,7 @@ def test_two_workers_share_one_selection_pass(tmp_path: Path, s3_endpoint: str) 
         env = {
             "DSPROC_DATABASE_URL": db_url,
             "DSPROC_BROKER_URL": broker,
-            "DSPROC_S3_ENDPOINT_URL": s3_endpoint,
-            "DSPROC_S3_ACCESS_KEY_ID": TEST_CREDENTIALS["access_key_id"],
-            "DSPROC_S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS["secret_access_key"],
+            **s3_env(s3_endpoint),
             "DSPROC_DATA_DIR": str(tmp_path / "data"),
             "DSPROC_SHARD_SIZE": str(SHARD),
             "DSPROC_BATCH_SIZE": "8",

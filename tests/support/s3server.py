@@ -13,9 +13,32 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 TEST_CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """The ``DSPROC_S3_*`` variables that point a dsproc process at the test server."""
+    return {
+        "DSPROC_S3_ENDPOINT_URL": endpoint,
+        "DSPROC_S3_ACCESS_KEY_ID": TEST_CREDENTIALS["access_key_id"],
+        "DSPROC_S3_SECRET_ACCESS_KEY": TEST_CREDENTIALS["secret_access_key"],
+    }
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client for the test server, for a test to put and read objects directly."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=TEST_CREDENTIALS["access_key_id"],
+        aws_secret_access_key=TEST_CREDENTIALS["secret_access_key"],
+        region_name=TEST_CREDENTIALS["region"],
+    )
 
 
 def _free_port(host: str) -> int:
