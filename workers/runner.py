@@ -13,6 +13,7 @@ from storage.db.engine import session_scope
 from storage.db.ids import now_ms
 from storage.db.models import ProcessorTask, TaskVersion
 from storage.db.repositories import COMPLETED, FAILED, STOPPED, TaskRepository
+from storage.db.shards import ShardRepository
 from workers.context import WorkerContext
 from workers.errors import StopRequested, WorkerError
 from workers.jobs.base import JobControl, JobOutcome
@@ -55,11 +56,13 @@ class _Heartbeat(threading.Thread):
 
 
 def _finish(ctx: WorkerContext, version_id: str, status: int, error_msg: str | None = None) -> None:
-    """A failed or stopped version keeps no per-sample records (a partial list would mislead)."""
+    """A failed or stopped version keeps no per-sample records (a partial list would mislead) and no
+    shards (helpers still extracting one notice at their next batch)."""
     with session_scope(ctx.sessions) as s:
         repo = TaskRepository(s)
         if repo.finish(version_id, status, error_msg=error_msg):
             repo.replace_results(version_id, [])
+            ShardRepository(s).clear(version_id)  # helpers find nothing left to claim and leave
 
 
 def run_version(ctx: WorkerContext, version_id: str) -> str:

@@ -230,8 +230,9 @@ class PCC(SelectionOperator):
         self.computed = 0
 
     def end_extract(self) -> None:
-        if self.cache is not None:
-            self.cache.close()
+        cache = getattr(self, "cache", None)  # None too when begin_extract failed before opening it
+        if cache is not None:
+            cache.close()
 
     def extract(self, batch: list[Sample]) -> Features:
         """Embeddings of the decodable samples (from the cache where it has them)."""

@@ -380,6 +380,13 @@ class TaskRepository:
         flag = self.session.scalar(select(TaskVersion.stop_requested).where(TaskVersion.id == version_id))
         return flag is None or bool(flag)
 
+    def still_running(self, version_id: str) -> bool:
+        """RUNNING and not asked to stop (False once it failed, stopped, finished or was deleted)."""
+        row = self.session.execute(
+            select(TaskVersion.status, TaskVersion.stop_requested).where(TaskVersion.id == version_id)
+        ).first()
+        return row is not None and row.status == RUNNING and not row.stop_requested
+
     def request_stop(self, version_id: str) -> int:
         """Ask a version to stop: a queued one ends STOPPED now, a running one at its next batch."""
         now = now_ms()

@@ -119,6 +119,14 @@ class ShardRepository:
         )
         return result.rowcount == 1
 
+    def release(self, version_id: str, pass_index: int, shard_index: int, owner: str) -> None:
+        """Give a claim back (the worker leaves: stop, time limit) so that another may take it."""
+        self.session.execute(
+            update(VersionShard)
+            .where(*_mine(version_id, pass_index, shard_index, owner))
+            .values(state=PENDING, owner=None)
+        )
+
     def fail(self, version_id: str, pass_index: int, shard_index: int, owner: str, error: str) -> None:
         self.session.execute(
             update(VersionShard)

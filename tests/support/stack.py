@@ -31,6 +31,7 @@ class Stack:
     store: LocalObjectStore
     root: Path
     sessions: Any = None
+    worker: WorkerContext | None = None  # what the in-process runner runs with
     project: str = "p1"
     states: list[str] = field(default_factory=list)
 
@@ -118,6 +119,6 @@ def in_process_stack(
         cfg, engine, sessions, store, enqueue=enqueue, broker_ping=lambda: None, auth_required=False
     )
     with TestClient(create_app(ctx), raise_server_exceptions=False) as client:
-        holder.append(Stack(client, store, tmp_path / "storage", sessions))
+        holder.append(Stack(client, store, tmp_path / "storage", sessions, worker_ctx))
         yield holder[0]
     engine.dispose()

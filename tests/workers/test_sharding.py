@@ -21,8 +21,9 @@ from operators.selection.dedup import SimDeduplication
 from storage.db.engine import make_engine, make_session_factory, session_scope
 from storage.db.ids import now_ms
 from storage.db.models import ProcessorTask, TaskVersion, VersionShard
-from storage.db.shards import DONE, FAILED, PENDING, RUNNING, ShardRepository, ShardSpec
+from storage.db.shards import DONE, PENDING, RUNNING, ShardRepository, ShardSpec
 from storage.manifest import IMAGE_CLASSIFICATION
+from storage.uris import parse_uri
 from tests.conftest import EXAMPLES, PHOTOS
 from tests.support.stack import Stack, in_process_stack
 from workers.jobs.sharding import decode_features, encode_features, help_with_shards
@@ -189,9 +190,34 @@ def test_a_failing_shard_fails_the_version_with_its_error(
             "SimDeduplication: shard 1 (samples 8–15) failed: RuntimeError: disk on fire" in version.error_msg
         )
         assert results == {}  # a failed version keeps no per-sample records
-        states = [s.state for s in _shards(stack, version.id)]
-        assert states[1] == FAILED
+        assert _shards(stack, version.id) == []  # nor shards: a helper still at work finds none left
         assert [i.key for i in stack.store.list(OUT) if "/.shards/" in i.key] == []
+
+
+def test_lost_features_are_extracted_again(tmp_path: Path, plain: dict[str, Any]) -> None:
+    """A done shard whose features object is gone (an earlier delivery's clean-up) is extracted
+    again by the coordinator instead of failing the version."""
+
+    def helper(ctx: Any, version_id: str, pass_index: int, helpers: int) -> None:
+        help_with_shards(ctx, version_id, pass_index)
+        with session_scope(ctx.sessions) as s:
+            ref = parse_uri(s.get(VersionShard, (version_id, pass_index, 1)).features_uri)
+        ctx.store.delete(ref.bucket, ref.key)
+
+    with in_process_stack(tmp_path, spawn_helpers=helper, shard_size=8, batch_size=4) as stack:
+        version, results = _run(stack)
+        assert version.status == 2, version.error_msg
+        assert _decisions(results) == plain
+        assert [s.attempts for s in _shards(stack, version.id)] == [1, 2, 1, 1]
+
+
+def test_helpers_leave_a_version_that_is_not_running(tmp_path: Path) -> None:
+    with in_process_stack(tmp_path, shard_size=8, batch_size=4) as stack:
+        version, _ = _run(stack)
+        assert version.status == 2
+        assert stack.worker is not None
+        assert help_with_shards(stack.worker, version.id, 1) == 0  # completed: nothing to do
+        assert help_with_shards(stack.worker, "no-such-version", 1) == 0
 
 
 def test_features_round_trip_without_pickles() -> None:

@@ -24,13 +24,15 @@ import io
 import logging
 import os
 import socket
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from itertools import chain
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from operators.kinds import Features, SampleOperator, SelectionOperator
 from storage.db.engine import session_scope
@@ -38,12 +40,12 @@ from storage.db.ids import now_ms
 from storage.db.repositories import RUNNING as VERSION_RUNNING
 from storage.db.repositories import TaskRepository
 from storage.db.shards import DONE, FAILED, ShardRepository, ShardSpec, ShardState
-from storage.errors import NotFoundError
+from storage.errors import NotFoundError, ObjectNotFoundError
 from storage.manifest import dump_line, parse_line
 from storage.uris import parse_uri
 from workers.context import WorkerContext
 from workers.errors import StopRequested, WorkerError
-from workers.fetch import Fetcher, batched
+from workers.fetch import Fetcher
 
 if TYPE_CHECKING:
     from workers.jobs.processing import Output, ProcessingJob
@@ -95,38 +97,46 @@ class ClaimedShard:
 def extract_shard(
     job: ProcessingJob, op: SelectionOperator, fetcher: Fetcher, shard: ClaimedShard, owner: str
 ) -> list[Features] | None:
-    """Extract one claimed shard and store its features; None when another worker took it over.
+    """Extract one claimed shard and store its features; None when the shard is no longer this
+    worker's (taken over after a stale heartbeat, or the pass was cancelled).
 
     ``op`` is an extract-only copy (``begin_extract`` is called here, once per shard, so nothing one
     shard saw leaks into another). A failure is recorded on the shard (the coordinator fails the
-    version with it) and raised; a stop request raises ``StopRequested``.
+    version with it) and raised. When the version stops running (stop request, failure elsewhere,
+    deletion) ``StopRequested`` is raised; on that and on a time limit the claim is released
+    rather than failed, so that whoever still runs the version can take the shard.
     """
     ctx, version_id = job.ctx, job.version.id
-    manifest = [parse_line(line) for line in shard.manifest.splitlines() if line.strip()]
-    op.begin_extract(job.operator_env())
+    key = (version_id, shard.pass_index, shard.shard_index, owner)
     try:
+        op.begin_extract(job.operator_env())
+        manifest = [parse_line(line) for line in shard.manifest.splitlines() if line.strip()]
         batches: list[Features] = []
         for batch in job.decoded(fetcher, manifest, shard.start):
             batches.append(op.extract(job.alive(batch, shard.pass_index)))
             with session_scope(ctx.sessions) as s:
-                mine = ShardRepository(s).heartbeat(version_id, shard.pass_index, shard.shard_index, owner)
-                stop = TaskRepository(s).stop_requested(version_id)
-            if stop:
-                raise StopRequested("stopped by request")
+                mine = ShardRepository(s).heartbeat(*key)
+                running = TaskRepository(s).still_running(version_id)
+            if not running:
+                raise StopRequested("the version is no longer running")
             if not mine:
-                log.info("shard %d of %s was taken over; dropping it", shard.shard_index, version_id)
+                log.info("shard %d of %s is no longer ours; dropping it", shard.shard_index, version_id)
                 return None
         ref = parse_uri(shard.features_uri)
         ctx.store.put_bytes(ref.bucket, ref.key, encode_features(batches))
         with session_scope(ctx.sessions) as s:
-            ShardRepository(s).complete(version_id, shard.pass_index, shard.shard_index, owner)
+            completed = ShardRepository(s).complete(*key)
+        if not completed:  # taken over or cancelled meanwhile: its owner writes the same bytes
+            return None
         return batches
-    except StopRequested:
+    except (StopRequested, SoftTimeLimitExceeded):
+        with session_scope(ctx.sessions) as s:
+            ShardRepository(s).release(*key)
         raise
     except Exception as exc:
         message = str(exc) if isinstance(exc, WorkerError) else f"{exc.__class__.__name__}: {exc}"
         with session_scope(ctx.sessions) as s:
-            ShardRepository(s).fail(version_id, shard.pass_index, shard.shard_index, owner, message)
+            ShardRepository(s).fail(*key, message)
         raise
     finally:
         op.end_extract()
@@ -155,12 +165,16 @@ class ShardedPass:
     def run(self, fetcher: Fetcher) -> bool:
         """Absorb the whole input into the operator through shards; False (nothing done) when the
         input fits in one shard, and the caller runs the plain pass."""
+        self.ctx.store.ensure_bucket(self.output.root.bucket)  # features are written before any output
         plan = self._plan()
         if not plan:
             return False
         if self.ctx.spawn_helpers is not None and self.ctx.settings.shard_helpers > 0:
             helpers = min(len(plan) - 1, self.ctx.settings.shard_helpers)
-            self.ctx.spawn_helpers(self.version_id, self.index, helpers)
+            try:
+                self.ctx.spawn_helpers(self.version_id, self.index, helpers)
+            except Exception:  # helpers are optional: this worker extracts every shard itself
+                log.warning("could not ask for helpers on %s", self.version_id, exc_info=True)
         try:
             self._absorb_all(fetcher, plan)
             with session_scope(self.ctx.sessions) as s:
@@ -189,25 +203,35 @@ class ShardedPass:
                 len(existing),
             )
             return existing
-        chunks = batched(self.job.manifest_samples(), self.shard_size())
-        first = next(chunks, None)
-        second = next(chunks, None)
-        if first is None or second is None:
-            return []
-        shards_root = self.output.root.join(f".shards/{self.version_id}/{self.index}/")
-        with session_scope(self.ctx.sessions) as s:
-            repo = ShardRepository(s)
-            start = 0
-            for i, chunk in enumerate(chain([first, second], chunks)):  # streamed, never all in memory
-                manifest = "".join(dump_line(ms) + "\n" for ms in chunk)
-                uri = shards_root.join(f"{i:06d}.npz").uri()
-                repo.add(self.version_id, self.index, i, ShardSpec(start, len(chunk), manifest, uri))
-                start += len(chunk)
-                s.flush()
-                s.expunge_all()  # the manifest text of a flushed shard need not stay in memory
+        size = self.shard_size()
+        # The listing is read (object storage, maybe slow) into a spool before the write
+        # transaction, so the plan's one transaction is short: SQLite has one writer at a time.
+        with tempfile.TemporaryFile() as spool:
+            count = 0
+            for sample in self.job.manifest_samples():
+                spool.write(dump_line(sample).encode() + b"\n")
+                count += 1
+            if count <= size:
+                return []
+            spool.seek(0)
+            lines = (line.decode() for line in spool)
+            shards_root = self.output.root.join(f".shards/{self.version_id}/{self.index}/")
+            with session_scope(self.ctx.sessions) as s:
+                repo = ShardRepository(s)
+                for i, start in enumerate(range(0, count, size)):
+                    manifest = "".join(islice(lines, size))
+                    uri = shards_root.join(f"{i:06d}.npz").uri()
+                    repo.add(
+                        self.version_id,
+                        self.index,
+                        i,
+                        ShardSpec(start, min(size, count - start), manifest, uri),
+                    )
+                    s.flush()
+                    s.expunge_all()  # a flushed shard's manifest text need not stay in memory
         with session_scope(self.ctx.sessions) as s:
             plan = ShardRepository(s).plan(self.version_id, self.index)
-        log.info("version %s pass %d: %d samples in %d shards", self.version_id, self.index, start, len(plan))
+        log.info("version %s pass %d: %d samples in %d shards", self.version_id, self.index, count, len(plan))
         return plan
 
     # --- absorb -------------------------------------------------------------------------------
@@ -234,6 +258,8 @@ class ShardedPass:
     def _state(self, shard_index: int) -> ShardState:
         with session_scope(self.ctx.sessions) as s:
             states = ShardRepository(s).plan(self.version_id, self.index)
+        if shard_index >= len(states):  # the rows went with the version: deleted under the worker
+            raise StopRequested("the version was deleted")
         return states[shard_index]
 
     def _extract_one(self, fetcher: Fetcher) -> bool:
@@ -243,7 +269,7 @@ class ShardedPass:
             return False
         try:
             batches = extract_shard(self.job, self.extractor(), fetcher, shard, self.owner)
-        except (StopRequested, WorkerError):
+        except (StopRequested, WorkerError, SoftTimeLimitExceeded):
             raise
         except Exception as exc:  # the same message as when a helper's shard fails
             raise WorkerError(
@@ -268,7 +294,7 @@ class ShardedPass:
         ref = parse_uri(state.features_uri)
         try:
             return decode_features(self.ctx.store.get_bytes(ref.bucket, ref.key))
-        except NotFoundError:
+        except ObjectNotFoundError:
             # Done in an earlier delivery whose features were already removed: extract it again here.
             log.info(
                 "features of shard %d of %s are gone; extracting again", state.shard_index, self.version_id
