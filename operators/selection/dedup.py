@@ -2,7 +2,7 @@
 
 Stage 1 (exact): samples whose content hash is equal (the original file bytes, or the pixels when
 an earlier operator changed them) are one content; only its first occurrence is embedded.
-Stage 2 (near): each distinct content gets an EfficientNet-Lite0 embedding (of a 224 px square,
+Stage 2 (near): each distinct content gets an EfficientNet-Lite0 embedding (of a 176 px square,
 ``features.EMBED_SIDE``) and a 32×32 luma thumbnail. A faiss k-NN search proposes pairs whose
 embedding cosine could reach the threshold; each pair is then scored
 

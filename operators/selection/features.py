@@ -42,10 +42,11 @@ QUALITY_CAP = 95  # encodings at or above this count as lossless
 SHARPNESS_WEIGHT = 1.2
 FLAT_RANGE = 8  # grey levels: a border row/column with a smaller range is padding, not content
 # Side of the square embedding input for near-duplicate search. The backbone is fully convolutional
-# with global pooling, so any size runs: 160 px costs half of 224 px and matched it on the bench's
-# held-out seeds, but it lost a 4 % crop + 20 % brighter copy of a painting that 224 px finds
-# (cosine similarity 0.897 vs 0.920, tests/operators/test_selection.py), so 224 px stays.
-EMBED_SIDE = 224
+# with global pooling, so any size runs. 176 px costs ~0.6x of 224 px and matched it on the bench's
+# held-out seeds 1-4 (recall within 0.002). Smaller sizes lose a 4 % crop + 20 % brighter copy of
+# a painting (tests/operators/test_selection.py): similarity 0.897 at 160 px, 0.913 at 176 px,
+# 0.920 at 224 px. The crop causes the loss, not the brightness. 192 px is no safer: 0.9004.
+EMBED_SIDE = 176
 _LAPLACE_MAX = 1020  # |4-neighbour Laplacian| of 8-bit luma never exceeds 4 · 255
 
 
