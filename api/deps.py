@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from api.context import ApiContext
@@ -33,3 +33,8 @@ ContextDep = Annotated[ApiContext, Depends(get_context)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 ProjectId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+
+
+MAX_OFFSET = 2**31 - 1
+"""Offsets are record offsets (docs/compatibility.md); larger values are refused, not sent to SQL."""
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]

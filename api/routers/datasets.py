@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from api.deps import ProjectId, SessionDep, StoreDep
+from api.deps import Offset, ProjectId, SessionDep, StoreDep
 from api.errors import invalid
 from api.schemas.datasets import CreateDatasetRequest, CreateVersionRequest
 from api.services import datasets as service
@@ -15,9 +15,6 @@ from storage.db.repositories import DatasetRepository
 
 router = APIRouter(prefix="/v2/{project_id}/datasets", tags=["datasets"])
 
-MAX_OFFSET = 2**31 - 1
-"""Offsets are record offsets (docs/compatibility.md); larger values are refused, not sent to SQL."""
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 Order = Literal["asc", "desc"]
 SearchText = Annotated[str | None, Query(max_length=100)]
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import ContextDep, ProjectId, SessionDep
+from api.deps import ContextDep, Offset, ProjectId, SessionDep
 from api.errors import ApiError
 from api.schemas.processor_tasks import (
     CreateProcessorTaskRequest,
@@ -36,7 +36,7 @@ def create_processor_task(
 def list_processor_tasks(
     project_id: ProjectId,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     sort_by: Literal["create_time", "name", "duration_seconds"] = "create_time",
     order: Literal["asc", "desc"] = "desc",
@@ -82,7 +82,7 @@ ITEMS = [
 @router.get("/items")
 def get_processor_task_items(
     project_id: ProjectId,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
 ) -> dict[str, Any]:
     """The algorithm types (declared before ``/{task_id}`` so that ``items`` is not taken for an id)."""

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from api.deps import ContextDep, ProjectId, SessionDep
+from api.deps import ContextDep, Offset, ProjectId, SessionDep
 from api.errors import ApiError
 from api.schemas.processor_tasks import CreateTaskVersionRequest
 from api.services.processor_tasks import create_version, render_version
@@ -52,7 +52,7 @@ def list_task_versions(
     project_id: ProjectId,
     task_id: str,
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     sort_by: Literal["create_time", "version_name"] = "create_time",
     order: Literal["asc", "desc"] = "desc",
@@ -98,7 +98,7 @@ def list_task_version_results(
     request: Request,
     session: SessionDep,
     ctx: ContextDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     result_property: Literal["-1", "0", "1", "2", "3"] = "-1",
     process_parameter: Annotated[str | None, Query(max_length=256)] = None,

@@ -170,3 +170,17 @@ def test_running_versions_per_project_are_capped(api: Harness) -> None:
     assert len(api.enqueued) == 20
     dataset_p2 = api.register(name="other", project="p2")
     assert api.client.post("/v2/p2/processor-tasks", json=analyse_body(dataset_p2)).status_code == 200
+
+
+@pytest.mark.parametrize("offset", ["-1", str(2**31), str(2**63)])
+def test_task_and_version_lists_refuse_offsets_out_of_range(api: Harness, offset: str) -> None:
+    """An offset past 2³¹−1 is a 400, never an overflow in the database driver (found by schemathesis)."""
+    dataset_id = api.register()
+    task_id = api.client.post("/v2/p1/processor-tasks", json=analyse_body(dataset_id, "t")).json()["task_id"]
+    for path in (
+        "/v2/p1/processor-tasks",
+        "/v2/p1/processor-tasks/items",
+        f"/v2/p1/processor-tasks/{task_id}/versions",
+    ):
+        resp = api.client.get(path, params={"offset": offset})
+        assert resp.status_code == 400 and resp.json()["error_code"] == "ModelArts.0101", (path, resp.text)
