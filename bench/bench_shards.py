@@ -39,7 +39,7 @@ from tests.support.processes import (  # noqa: E402
     wait_http_ready,
     wait_log,
 )
-from tests.support.services import fresh_postgres_schema, redis_url  # noqa: E402
+from tests.support.services import empty_redis_url, fresh_postgres_schema  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "datasets" / "photos"
 EXAMPLE = ROOT.parent / "shared" / "reference" / "examples" / "create-selection.json"
@@ -71,10 +71,7 @@ def run(data: Path, concurrency: int, shard_size: int) -> tuple[float, set[str]]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with fresh_postgres_schema() as db_url:
-        broker = redis_url(13)
-        import redis
-
-        redis.Redis.from_url(broker).flushdb()
+        broker = empty_redis_url(13)
         env = {
             "DSPROC_DATABASE_URL": db_url,
             "DSPROC_BROKER_URL": broker,

@@ -30,9 +30,25 @@ def _parse_bool(value: Any) -> Any:
     return value
 
 
+def _parse_clusters(value: Any) -> Any:
+    """``"auto"`` (also unset or empty) or a positive integer given as digits."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return "auto"
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise ValueError(f"n_clusters must be 'auto' or a positive integer, not {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"n_clusters must be 'auto' or a positive integer, not {value!r}")
+    return value
+
+
 StrList = Annotated[list[str], BeforeValidator(_parse_list)]
 IntList = Annotated[list[int], BeforeValidator(_parse_list)]
 StrBool = Annotated[bool, BeforeValidator(_parse_bool)]
+ClusterCount = Annotated[int | str, BeforeValidator(_parse_clusters)]
+"""``n_clusters`` of PCC and RRD: ``"auto"`` or a positive integer."""
 
 
 class OperatorParams(BaseModel):

@@ -22,7 +22,7 @@ from operators.embeddings.cache import EmbeddingCache, content_key
 from operators.embeddings.checkpoint import CheckpointError, checkpoint_embedder, parse_sidecar
 from operators.errors import OperatorError
 from operators.kinds import Features, OperatorEnv, SelectionOperator
-from operators.params import OperatorParams
+from operators.params import ClusterCount, OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
 
@@ -30,22 +30,6 @@ log = logging.getLogger(__name__)
 
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
 _URI_PREFIXES = ("obs://", "s3://", "/")
-
-
-def _parse_clusters(value: Any) -> Any:
-    if value is None:
-        return "auto"
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "auto"):
-            return "auto"
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"n_clusters must be 'auto' or a positive integer, not {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"n_clusters must be 'auto' or a positive integer, not {value!r}")
-    return value
 
 
 def _optional_path(value: Any) -> Any:
@@ -70,18 +54,10 @@ class PCC(SelectionOperator):
     class Params(OperatorParams):
         prototype_sample_path: str = Field(min_length=1)
         criticism_sample_path: str | None = None
-        n_clusters: int | str = "auto"
+        n_clusters: ClusterCount = "auto"
         simlarity_threshold: float = Field(0.9, ge=0.0, le=1.0, allow_inf_nan=False)
         embedding_distance: float = Field(0.2, ge=0.0, le=1.0, allow_inf_nan=False)
         checkpoint_path: str | None = None
-
-        @field_validator("n_clusters", mode="before")
-        @classmethod
-        def _clusters(cls, value: Any) -> Any:
-            parsed = _parse_clusters(value)
-            if parsed != "auto" and parsed < 1:
-                raise ValueError("n_clusters must be 'auto' or a positive integer")
-            return parsed
 
         @field_validator("criticism_sample_path", "checkpoint_path", mode="before")
         @classmethod
@@ -100,13 +76,7 @@ class PCC(SelectionOperator):
     # --- set-up -------------------------------------------------------------------------------
 
     def begin(self, env: OperatorEnv) -> None:
-        super().begin(env)
-        self.embedder = self._load_embedder()
-        self.cache = (
-            EmbeddingCache(env.cache_dir, self.embedder.model_id, self.embedder.dim)
-            if env.cache_dir is not None
-            else None
-        )
+        self.begin_extract(env)  # the embedder and its cache
         try:
             self._load_exemplars()
         except Exception:
@@ -115,7 +85,6 @@ class PCC(SelectionOperator):
             raise
         self.store = F.RowStore(self.embedder.dim, env.cache_dir if _writable(env.cache_dir) else None)
         self.ids: list[str] = []
-        self.computed = 0
 
     def _load_exemplars(self) -> None:
         self.prototypes, self.prototype_names = self._exemplars(
@@ -218,7 +187,7 @@ class PCC(SelectionOperator):
     shardable = True
 
     def begin_extract(self, env: OperatorEnv) -> None:
-        """A shard worker needs the embedder and the cache, not the exemplars."""
+        """The embedder and its cache: all a shard worker needs (``begin`` adds the exemplars)."""
         self.env = env
         if getattr(self, "embedder", None) is None:  # called once per shard: load a checkpoint once
             self.embedder = self._load_embedder()

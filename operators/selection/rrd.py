@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from operators.errors import InvalidParamsError
 from operators.kinds import Features, OperatorEnv, SelectionOperator
-from operators.params import OperatorParams
+from operators.params import ClusterCount, OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
 from operators.selection.neighbours import RowStore, near_pairs
@@ -180,19 +180,6 @@ def _nearest_centroid_similarity(centroids: np.ndarray, present: np.ndarray) -> 
     return out
 
 
-def _parse_clusters(value: Any) -> Any:
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() == "auto":
-            return "auto"
-        if text.lstrip("+").isdigit():
-            return int(text)
-        raise ValueError("n_clusters must be a positive integer or 'auto'")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("n_clusters must be a positive integer or 'auto'")
-    return value
-
-
 @register
 class RRD(SelectionOperator):
     """De-redundancy to ``sample_ratio`` of the samples."""
@@ -202,15 +189,7 @@ class RRD(SelectionOperator):
 
     class Params(OperatorParams):
         sample_ratio: float = Field(0.9, gt=0.0, le=1.0)
-        n_clusters: int | str = "auto"
-
-        @field_validator("n_clusters", mode="before")
-        @classmethod
-        def _clusters(cls, value: Any) -> Any:
-            parsed = _parse_clusters(value)
-            if parsed != "auto" and parsed < 1:
-                raise ValueError("n_clusters must be a positive integer or 'auto'")
-            return parsed
+        n_clusters: ClusterCount = "auto"
 
     params: Params
     shardable = True

@@ -17,7 +17,7 @@ from PIL import Image
 from tests.conftest import EXAMPLES, PHOTOS
 from tests.support.processes import create_key, dsproc_process, free_port, poll_task, wait_http_ready
 from tests.support.s3server import s3_client, s3_env
-from tests.support.services import fresh_postgres_schema, redis_url
+from tests.support.services import empty_redis_url, fresh_postgres_schema
 
 pytestmark = pytest.mark.e2e
 PROJECT = "e2e-project"
@@ -127,10 +127,7 @@ def test_redis_postgres_s3_end_to_end(tmp_path: Path, s3_endpoint: str) -> None:
         assert len(keys) == 1, keys
         return s3.get_object(Bucket="e2e-bucket", Key=keys[0])["Body"].read()
 
-    broker = redis_url(11)
-    import redis
-
-    redis.Redis.from_url(broker).flushdb()
+    broker = empty_redis_url(11)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with fresh_postgres_schema() as db_url:

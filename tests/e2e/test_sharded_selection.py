@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 from sqlalchemy import create_engine, select
 
@@ -30,7 +29,7 @@ from tests.support.processes import (
     wait_log,
 )
 from tests.support.s3server import s3_client, s3_env
-from tests.support.services import fresh_postgres_schema, redis_url
+from tests.support.services import empty_redis_url, fresh_postgres_schema
 
 pytestmark = pytest.mark.e2e
 PROJECT = "shards"
@@ -78,8 +77,7 @@ def test_two_workers_share_one_selection_pass(tmp_path: Path, s3_endpoint: str) 
     for name in list(files)[:4]:
         s3.put_object(Bucket=BUCKET, Key=f"warm/{name}", Body=files[name])
     s3.put_object(Bucket=BUCKET, Key="out/.keep", Body=b"")
-    broker = redis_url(12)
-    redis.Redis.from_url(broker).flushdb()
+    broker = empty_redis_url(12)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with fresh_postgres_schema() as db_url:

@@ -54,3 +54,12 @@ def redis_url(db: int) -> str:
             pytrace=False,
         )
     return url
+
+
+def empty_redis_url(db: int) -> str:
+    """``redis_url(db)`` with that database emptied first (no messages left by an earlier run)."""
+    import redis
+
+    url = redis_url(db)
+    redis.Redis.from_url(url).flushdb()
+    return url
