@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +20,7 @@ from storage.manifest import IMAGE_CLASSIFICATION, OBJECT_DETECTION, PASCAL_VOC,
 from storage.uris import parse_uri
 from storage.voc import VocAnnotation, VocBox, dump_voc, parse_voc
 from workers.fetch import Fetched
+from workers.threads import cpu_pool
 
 ENCODERS = {"JPEG": ("JPEG", "jpg", {"quality": 95}), "PNG": ("PNG", "png", {}), "BMP": ("BMP", "bmp", {})}
 
@@ -85,6 +88,30 @@ def build_sample(
     sample.format = decoded.format
     sample.exif_transposed = getattr(decoded, "exif_transposed", False)
     return sample
+
+
+FetchedSample = tuple[ManifestSample, Fetched, Fetched | None]  # the sample, its image, its VOC file
+
+
+def decode_ahead(
+    batches: Iterable[list[FetchedSample]], limits: DecodeLimits, start: int = 0
+) -> Iterator[list[Sample]]:
+    """``build_sample`` of each batch on the process's CPU pool, in input order; batch k+1 decodes
+    while the caller works on batch k (PIL and OpenCV release the GIL while they decode)."""
+    pool = cpu_pool()
+    pending: list[Future[Sample]] | None = None
+    order = start
+    for batch in batches:
+        futures = [
+            pool.submit(build_sample, ms, image, xml, limits, order + i)
+            for i, (ms, image, xml) in enumerate(batch)
+        ]
+        order += len(batch)
+        if pending is not None:
+            yield [f.result() for f in pending]
+        pending = futures
+    if pending is not None:
+        yield [f.result() for f in pending]
 
 
 def encode(sample: Sample) -> tuple[bytes, str]:

@@ -7,6 +7,12 @@ threads ran 70x slower than at one.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_budget: int | None = None
+_pool_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
 
 
 def passive_openmp_waits() -> None:
@@ -25,6 +31,8 @@ def thread_share(concurrency: int) -> int:
 
 def configure_threads(n: int) -> None:
     """Set OpenMP/BLAS/OpenCV/torch thread counts for this process (call before heavy work)."""
+    global _budget
+    _budget = max(1, n)
     passive_openmp_waits()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
@@ -36,3 +44,18 @@ def configure_threads(n: int) -> None:
     except ImportError:  # pragma: no cover - torch is a dependency
         return
     torch.set_num_threads(n)
+
+
+def thread_budget() -> int:
+    """The threads this process may keep busy: what ``configure_threads`` set, else every core."""
+    return _budget or os.cpu_count() or 1
+
+
+def cpu_pool() -> ThreadPoolExecutor:
+    """The process's pool for CPU work that releases the GIL (image decoding), ``thread_budget``
+    threads. Made on first use, and again in a forked child (threads do not survive a fork)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(thread_budget(), thread_name_prefix="cpu"))
+        return _pool[1]

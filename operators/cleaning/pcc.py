@@ -155,7 +155,7 @@ class PCC(SelectionOperator):
                 log.info("%s exemplar %s skipped: %s", kind, sample.source, sample.decode_error)
                 continue
             batch.append(sample)
-            if len(batch) >= self.embedder.batch_size:
+            if len(batch) >= max(self.env.batch_size, self.embedder.batch_size):
                 rows.append(self._embed_now(batch))
                 names += [s.source for s in batch]
                 batch = []

@@ -8,21 +8,25 @@ weights expect: ``(x/255 - 0.498) / 0.502``.
 Speed (bench/bench_embeddings.py): images are resized to uint8 on the CPU and normalised on the
 device; BatchNorm is folded into the convolutions (exact in fp32) and the network runs in
 ``channels_last`` layout. On CPU the default embedder is ``torch.compile``d with inductor's
-``freezing`` (weights constant-folded and prepacked for oneDNN) for one fixed batch of 8: ×1.2
-the eager speed in fp16, ×1.5 in fp32. A smaller batch runs eager instead of padded (the rows agree
-to ~1e-6: oneDNN kernels either way). Compiling needs a C++ compiler (without one, or if it fails,
-the embedder stays eager) and happens lazily on the first full batch — never at import, so a
-Celery parent process forks before any compile. Inductor's cache goes to
+``freezing`` (weights constant-folded, cast and prepacked for oneDNN) for one fixed batch of 2;
+a shorter batch is padded, so every image goes through the same kernels whatever batch it came in.
+Batches run side by side on ``lanes`` threads with one torch thread each (``cpu_lanes``): this
+network's small kernels barely scale over intra-op threads. Compiling needs a C++ compiler
+(without one, or if it fails, the embedder stays eager) and happens lazily on the first batch —
+never at import, so a Celery parent process forks before any compile. Inductor's cache goes to
 ``TORCHINDUCTOR_CACHE_DIR``, by default ``~/.cache/dsproc/torchinductor``, so that later processes
 compile in seconds. ``DSPROC_EMBED_COMPILE=0|1`` turns compiling off for the default embedder /
 on for every one.
 
-Precision: fp16 autocast on CPUs with native fp16 (AVX512-FP16/AMX-FP16): faster than fp32 and
-within cosine 0.9999 of it on real photos; fp32 elsewhere. bf16 (7-bit mantissa) falls to
-cosine 0.988 on some photos, so it is only used when asked (``DSPROC_EMBED_PRECISION=
-fp32|fp16|bf16``). A half-precision batch that overflows is recomputed in fp32. CUDA runs fp32
-with TF32 off, so that GPU and CPU embeddings agree closely and give the same decisions. torch is
-imported lazily and CUDA is only touched when an embedder is built for ``device="cuda"``.
+Precision, on CPU: fp16 autocast where fp16 is native (AVX512-FP16/AMX-FP16), within cosine 0.9999
+of fp32 on real photos; else ``bf16-mixed`` where bf16 is native (AVX512-BF16/AMX-BF16): the stem
+and first block in fp32, the rest in bf16, within cosine 0.998 of fp32 (bf16 throughout falls to
+0.979 on a smooth gradient: the first layers' outputs need more than bf16's 8 bits) and ~2× the
+fp32 speed; fp32 elsewhere. ``DSPROC_EMBED_PRECISION=fp32|fp16|bf16|bf16-mixed`` overrides
+(bf16-mixed needs EfficientNet-Lite: other networks run fp32). A half-precision batch that overflows
+is recomputed in fp32. CUDA runs fp32 with TF32 off, so that GPU and CPU embeddings agree closely
+and give the same decisions. torch is imported lazily and CUDA is only touched when an embedder is
+built for ``device="cuda"``.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -49,8 +54,10 @@ INPUT_SIZE = 224
 DEFAULT_MODEL_ID = "efficientnet-lite0"
 LITE_MEAN, LITE_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-Precision = Literal["fp32", "fp16", "bf16"]
-HALF = ("fp16", "bf16")
+Precision = Literal["fp32", "fp16", "bf16", "bf16-mixed"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "bf16", "bf16-mixed")
+HALF = ("fp16", "bf16")  # autocast around the whole network
+FP32_BLOCKS = 1  # bf16-mixed: the stem and this many EfficientNet-Lite blocks stay in fp32
 
 # DSPROC_EMBED_COMPILE: 0 keeps every embedder eager, 1 compiles every one (checkpoints too), unset
 # compiles the default embedder on CPU. DSPROC_EMBED_PRECISION: fp32, fp16 or bf16 instead of auto.
@@ -84,8 +91,42 @@ def preprocess(
     return np.ascontiguousarray(normed.transpose(0, 3, 1, 2))
 
 
-def _lite_features(model: Any) -> Callable[[Any], Any]:
-    return lambda x: model.extract_features(x).mean(dim=(2, 3))
+def _lite_features(model: Any, mixed: bool = False) -> Callable[[Any], Any]:
+    """EfficientNet-Lite's pooled features; ``mixed`` runs the stem and the first ``FP32_BLOCKS``
+    blocks in fp32 and the rest under bf16 autocast (see ``default_precision``)."""
+    if not mixed:
+        return lambda x: model.extract_features(x).mean(dim=(2, 3))
+    import torch
+
+    def features(x: Any) -> Any:
+        x = model._swish(model._bn0(model._conv_stem(x)))
+        for block in model._blocks[:FP32_BLOCKS]:
+            x = block(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            for block in model._blocks[FP32_BLOCKS:]:
+                x = block(x)
+            x = model._swish(model._bn1(model._conv_head(x)))
+        return x.float().mean(dim=(2, 3))
+
+    return features
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return next((line for line in f if line.startswith("flags")), "") + " "
+    except OSError:
+        return ""
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), where oneDNN runs it fast."""
+    import torch
+
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    flags = _cpu_flags()
+    return " avx512_bf16 " in flags or " amx_bf16 " in flags or bool(amx is not None and amx())
 
 
 @functools.cache
@@ -96,23 +137,22 @@ def cpu_has_fp16() -> bool:
     amx = getattr(torch.cpu, "_is_amx_fp16_supported", None)
     if amx is not None and amx():
         return True
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return any(line.startswith("flags") and " avx512_fp16" in line for line in f)
-    except OSError:
-        return False
+    return " avx512_fp16 " in _cpu_flags()
 
 
 def default_precision(device: str) -> Precision:
-    """``DSPROC_EMBED_PRECISION`` when set; else fp16 on CPUs with native fp16, fp32 elsewhere."""
+    """``DSPROC_EMBED_PRECISION`` when set; else on CPU fp16 where it is native, bf16-mixed where
+    bf16 is native, fp32 elsewhere; fp32 on CUDA."""
     value = os.environ.get(PRECISION_ENV, "").strip().lower()
-    if value in ("fp32", "fp16", "bf16"):
+    if value in PRECISIONS:
         return value  # type: ignore[return-value]
     if value not in ("", "auto"):
-        raise ValueError(f"{PRECISION_ENV} must be auto, fp32, fp16 or bf16, not {value!r}")
+        raise ValueError(f"{PRECISION_ENV} must be auto, {', '.join(PRECISIONS)}, not {value!r}")
     if device.startswith("cuda"):
         return "fp32"
-    return "fp16" if cpu_has_fp16() else "fp32"
+    if cpu_has_fp16():
+        return "fp16"
+    return "bf16-mixed" if cpu_has_bf16() else "fp32"
 
 
 def fuse_batchnorm(model: Any) -> Any:
@@ -185,10 +225,11 @@ def persistent_inductor_cache() -> None:
 
 
 def default_batch_size(device: str) -> int:
-    """Images per forward pass: 8 on CPU (small batches stay in cache: compiled fp16 at 16 was ~15 %
-    slower, at 32 or 64 slower still); on CUDA what a quarter of the free memory holds (≤ 512)."""
+    """Images per forward pass: 2 on CPU, where batches run side by side on lanes and small ones
+    stay in cache (compiled bf16-mixed on 2 lanes: 2.9 ms/image at 2 or 4, 3.9 at 8 or 1); on CUDA
+    what a quarter of the free memory holds (≤ 512)."""
     if not device.startswith("cuda"):
-        return 8
+        return 2
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
@@ -196,17 +237,91 @@ def default_batch_size(device: str) -> int:
     return int(max(32, min(512, free // 4 // (40 * 1024 * 1024))))
 
 
-def _pooled_module(features: Callable[[Any], Any], model: Any) -> Any:
-    """The backbone's pooled-feature function as one module, so that torch.compile can take it whole."""
+_lanes: int | None = None
+_lanes_lock = threading.Lock()
+_in_lane = threading.local()  # .active: this thread is one of an embedder's lanes
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def cpu_lanes() -> int:
+    """Threads that embed CPU batches side by side: torch's thread count when first asked, after
+    which torch runs one thread per batch (``torch.set_num_threads(1)``, for the whole process).
+
+    EfficientNet-Lite's small kernels barely scale over intra-op threads (2 threads: ×1.3 on 2
+    cores); whole batches on separate threads scale ×1.8 (bench/bench_embeddings.py). A compiled
+    graph is specialised to the thread count, so it stays one: one compile serves every lane, and a
+    batch's rows do not depend on how many lanes there are.
+    """
+    global _lanes
+    import torch
+
+    with _lanes_lock:
+        if _lanes is None:
+            _lanes = max(1, torch.get_num_threads())
+            torch.set_num_threads(1)
+        return _lanes
+
+
+class SharedExclusiveLock:
+    """Many holders at once in ``shared`` mode, or one alone in ``exclusive`` mode (a readers-writer
+    lock; a waiting exclusive holder goes before new shared ones)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+def _pooled_module(
+    features: Callable[[Any], Any], model: Any, mean: Sequence[float], std: Sequence[float], device: str
+) -> Any:
+    """N×S×S×3 uint8 images → pooled features, as one module so that torch.compile takes it whole
+    (the normalisation then fuses into the first kernel)."""
     import torch
 
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = model
+            shape = (1, 3, 1, 1)
+            self.register_buffer(
+                "mean", torch.tensor(mean, dtype=torch.float32, device=device).view(shape) * 255
+            )
+            self.register_buffer(
+                "std", torch.tensor(std, dtype=torch.float32, device=device).view(shape) * 255
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return features(x)
+            # NHWC uint8 permuted to NCHW is already channels_last in memory.
+            return features((x.permute(0, 3, 1, 2).float() - self.mean) / self.std)
 
     return Pooled().eval()
 
@@ -236,6 +351,7 @@ class Embedder:
         precision: Precision | None = None,
         compile: bool | None = None,
         batch_size: int | None = None,
+        lanes: int | None = None,
     ) -> None:
         import torch
 
@@ -244,24 +360,38 @@ class Embedder:
         self.dim = dim
         self.input_size = input_size
         self.precision: Precision = precision or default_precision(device)
+        if self.precision == "bf16-mixed" and (headless or device.startswith("cuda")):
+            self.precision = "fp32"  # the fp32 stem needs to know the network: only EfficientNet-Lite on CPU
         self.batch_size = batch_size or default_batch_size(device)
         model = fuse_batchnorm(model.eval()).to(device).to(memory_format=torch.channels_last)
         self.model = model
-        self._module = _pooled_module(model if headless else _lite_features(model), model)
-        self._mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
+        features = model if headless else _lite_features(model, mixed=self.precision == "bf16-mixed")
+        self._module = _pooled_module(features, model, mean, std, device)
+        # what an overflowing half-precision batch is recomputed with
+        mixed = self.precision == "bf16-mixed"
+        self._fp32_module = (
+            _pooled_module(_lite_features(model), model, mean, std, device) if mixed else self._module
+        )
         self.compiled = False
         self._forward: Callable[[Any], Any] = self._module
         if compile if compile is not None else bool(compile_setting()):
             self._try_compile()
         self.model_id = f"{model_id}/{input_size}px/{self.precision}"
-        self._lock = threading.Lock()
+        self.lanes = 1 if device.startswith("cuda") else (lanes or cpu_lanes())
+        self._gate = SharedExclusiveLock()
+        self._warm: set[tuple[int, ...]] = set()  # input shapes the compiled graph has run once
+        self._pool_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def _try_compile(self) -> None:
         """Wrap the module in torch.compile (it compiles on the first batch); on CPU with freezing."""
         persistent_inductor_cache()
         cpu = not self.device.startswith("cuda")
         try:
+            if cpu:
+                # Dynamo reads the global flag while tracing to keep the weights as constants (the
+                # ``options`` below only reach inductor); without it nothing is frozen or prepacked.
+                self.torch._inductor.config.freezing = True
             options = {"freezing": True} if cpu else None
             self._forward = self.torch.compile(self._module, dynamic=False, options=options)
             self.compiled = True
@@ -278,14 +408,17 @@ class Embedder:
             torch.autocast("cuda" if cuda else "cpu", dtype=dtype, enabled=precision in HALF),
         ):
             feats = forward(batch).float()
-        if precision in HALF and not bool(torch.isfinite(feats).all()):
+        if precision != "fp32" and not bool(torch.isfinite(feats).all()):
             log.warning("%s embeddings overflowed; recomputing the batch in fp32", precision)
-            return self._run(batch, self._module, "fp32")
+            return self._run(batch, self._fp32_module, "fp32")
         return torch.nn.functional.normalize(feats, dim=1)
 
     def embed_resized(self, pixels: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """Embed N×S×S×3 uint8 images that are already ``input_size`` square (see ``resize_batch``)."""
-        torch = self.torch
+        """Embed N×S×S×3 uint8 images that are already ``input_size`` square (see ``resize_batch``).
+
+        On CPU the batches run side by side on ``lanes`` threads, one torch thread each; rows come
+        back in input order and do not depend on the number of lanes.
+        """
         # A compiled graph has one batch shape; on CPU larger batches only cost cache misses.
         if self.compiled or batch_size is None:
             size = self.batch_size
@@ -294,27 +427,62 @@ class Embedder:
         else:
             size = min(batch_size, self.batch_size)
         rows = np.empty((len(pixels), self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode():
-            for start in range(0, len(pixels), size):
-                chunk = pixels[start : start + size]
-                n = len(chunk)
-                x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
-                # NHWC uint8 permuted to NCHW is already channels_last in memory.
-                x = (x.permute(0, 3, 1, 2).float() - self._mean) / self._std
-                # The compiled graph has one batch shape; a smaller batch runs eager rather than padded
-                # (8× the work for one image). On CPU both give the same rows (oneDNN kernels either way).
-                if not self.compiled or n < size:
-                    feats = self._run(x, self._module, self.precision)
-                    rows[start : start + n] = feats.cpu().numpy()
-                    continue
-                try:
-                    feats = self._run(x, self._forward, self.precision)
-                except Exception:
-                    log.warning("compiled embedder failed; falling back to eager mode", exc_info=True)
-                    self._forward, self.compiled = self._module, False
-                    feats = self._run(x, self._forward, self.precision)
-                rows[start : start + n] = feats.cpu().numpy()
+
+        def one(start: int) -> None:
+            rows[start : start + size] = self._embed_chunk(pixels[start : start + size], size)
+
+        self.map_lanes(one, range(0, len(pixels), size))
         return rows
+
+    def map_lanes(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(x) for x in items]``, run on the lanes side by side (in order). ``fn`` may embed one
+        batch itself: inside a lane, ``embed_resized`` runs in that lane's thread."""
+        if self.lanes <= 1 or len(items) <= 1 or getattr(_in_lane, "active", False):
+            return [fn(x) for x in items]
+
+        def in_lane(x: T) -> R:
+            _in_lane.active = True
+            try:
+                return fn(x)
+            finally:
+                _in_lane.active = False
+
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="embed-lane")
+        return list(self._pool.map(in_lane, items))
+
+    def _embed_chunk(self, chunk: np.ndarray, size: int) -> np.ndarray:
+        """One batch of at most ``size`` images → n×D unit rows."""
+        torch = self.torch
+        n = len(chunk)
+        if self.compiled and n < size:
+            # The compiled graph has one batch shape: a short batch is padded (the CPU batch is 2,
+            # so this costs at most one image), and every image goes through the same kernels
+            # whatever batch it came in, so shards and single passes give the same rows.
+            chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)])
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
+            if not self.compiled:
+                with self._gate.shared():
+                    return self._run(x, self._module, self.precision).cpu().numpy()
+            shape = tuple(x.shape)
+            try:
+                if shape in self._warm:
+                    with self._gate.shared():
+                        return self._run(x, self._forward, self.precision)[:n].cpu().numpy()
+                # A shape's first call compiles it: alone, since dynamo's caches are not meant to
+                # change while another thread runs the graph.
+                with self._gate.exclusive():
+                    feats = self._run(x, self._forward, self.precision)[:n].cpu().numpy()
+                    self._warm.add(shape)
+                    return feats
+            except Exception:
+                with self._gate.exclusive():
+                    if self.compiled:
+                        log.warning("compiled embedder failed; falling back to eager mode", exc_info=True)
+                        self._forward, self.compiled = self._module, False
+                return self._run(x, self._module, self.precision)[:n].cpu().numpy()
 
     def embed(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """HxWx3 uint8 RGB images → N×D float32 unit rows (resized ``batch_size`` at a time)."""

@@ -35,6 +35,7 @@ from operators.params import OperatorParams
 from operators.registry import register
 from operators.sample import Sample, Verdict
 from operators.selection.features import (
+    BatchFeatures,
     batch_features,
     content_hash,
     encoding_quality,
@@ -158,13 +159,31 @@ class SimDeduplication(SelectionOperator):
         super().begin(env)
         self._known = set()
 
-    def _embed(self, inputs: np.ndarray) -> np.ndarray:
-        """Unit embeddings of N×S×S×3 uint8 inputs (``EMBED_SIDE``, see ``batch_features``)."""
+    def _measure(self, images: list[np.ndarray]) -> tuple[BatchFeatures, np.ndarray]:
+        """``batch_features`` and unit embeddings of decoded images.
+
+        On CPU each of the embedder's lanes measures and embeds whole embedder batches, so that one
+        lane's feature work overlaps the other's embedding (no idle core between the two phases).
+        """
         from operators.embeddings import get_embedder
 
-        rows = get_embedder(self.env.device).embed_resized(inputs, batch_size=max(1, len(inputs)))
-        rows = np.asarray(rows, np.float32)
-        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        embedder = get_embedder(self.env.device)
+        if embedder.lanes <= 1:
+            feats = batch_features(images)
+            parts = [(feats, embedder.embed_resized(feats.embed_inputs, batch_size=max(1, len(images))))]
+        else:
+            size = embedder.batch_size
+
+            def measure(start: int) -> tuple[BatchFeatures, np.ndarray]:
+                feats = batch_features(images[start : start + size], parallel=False)
+                return feats, embedder.embed_resized(feats.embed_inputs)
+
+            parts = embedder.map_lanes(measure, range(0, len(images), size))
+        feats = BatchFeatures.concat([f for f, _ in parts])
+        rows = np.concatenate([np.asarray(r, np.float32) for _, r in parts]) if parts else None
+        if rows is None:
+            return feats, np.zeros((0, 0), np.float32)
+        return feats, rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
     def extract(self, batch: list[Sample]) -> Features:
         """Per decodable sample: id, source, order, labelled, content hash, and ``row`` ≥ 0 for the
@@ -183,12 +202,11 @@ class SimDeduplication(SelectionOperator):
             fresh.append(sample)
         if isinstance(self._known, set):  # an extract-only copy remembers what it measured
             self._known |= local
-        feats = batch_features([s.pixels for s in fresh])  # type: ignore[misc]
+        feats, embeddings = self._measure([s.pixels for s in fresh])  # type: ignore[misc]
         quality = [
             quality_score(int(area), encoding_quality(s), float(sharp))
             for s, area, sharp in zip(fresh, feats.pixel_count, feats.sharpness, strict=True)
         ]
-        embeddings = self._embed(feats.embed_inputs) if fresh else np.zeros((0, 0), np.float32)
         return {
             "ids": np.array([s.sample_id for s in live], dtype=str),
             "sources": np.array([s.source for s in live], dtype=str),

@@ -154,12 +154,27 @@ def sharpness(luma: np.ndarray) -> float:
     deviation = float(cv2.meanStdDev(luma)[1][0, 0])
     if deviation < 1e-3:
         return 0.0
-    magnitude = np.abs(cv2.Laplacian(luma, cv2.CV_16S)).ravel()
+    plane = np.abs(cv2.Laplacian(luma, cv2.CV_16S))
+    magnitude = plane.ravel()
     step = max(1, magnitude.size // 65_536)  # the percentile from a regular subsample is plenty
     cap = _percentile99(np.bincount(magnitude[::step], minlength=_LAPLACE_MAX + 1))
-    counts = np.bincount(magnitude, minlength=_LAPLACE_MAX + 1).astype(np.float64)
+    counts = _histogram(plane)
     clipped = np.minimum(np.arange(_LAPLACE_MAX + 1, dtype=np.float64), cap)
     return math.sqrt(float(counts @ (clipped * clipped)) / magnitude.size) / deviation
+
+
+def _histogram(magnitude: np.ndarray) -> np.ndarray:
+    """Counts of each value 0…1020 in an HxW int16 plane of non-negative values, as float64.
+
+    OpenCV's histogram is ~2× faster than ``np.bincount`` (no int64 copy); its float32 counts are
+    exact below 2^24 per bin, so larger images use ``np.bincount``.
+    """
+    if magnitude.size < 1 << 24:
+        counts = cv2.calcHist(
+            [magnitude.view(np.uint16)], [0], None, [_LAPLACE_MAX + 1], [0, _LAPLACE_MAX + 1]
+        )
+        return counts.ravel().astype(np.float64)
+    return np.bincount(magnitude.ravel(), minlength=_LAPLACE_MAX + 1).astype(np.float64)
 
 
 def _percentile99(counts: np.ndarray) -> float:
@@ -210,6 +225,15 @@ class BatchFeatures:
     thumbnails: np.ndarray
     embed_inputs: np.ndarray
 
+    @staticmethod
+    def concat(parts: Sequence[BatchFeatures], side: int = EMBED_SIDE) -> BatchFeatures:
+        if not parts:
+            return batch_features([], side)
+        return BatchFeatures(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+_FIELDS = ("pixel_count", "sharpness", "thumbnails", "embed_inputs")
+
 
 def embedding_input(pixels: np.ndarray, side: int = EMBED_SIDE) -> np.ndarray:
     """HxWx3 uint8 RGB squashed to side×side (area filter when shrinking, bilinear otherwise), the
@@ -248,10 +272,12 @@ def _feature_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def batch_features(images: Sequence[np.ndarray], side: int = EMBED_SIDE) -> BatchFeatures:
-    """``image_features`` of every image, computed in parallel; results are in input order, so the
-    output does not depend on the number of threads."""
-    if len(images) > 1:
+def batch_features(
+    images: Sequence[np.ndarray], side: int = EMBED_SIDE, parallel: bool = True
+) -> BatchFeatures:
+    """``image_features`` of every image, computed in parallel (unless ``parallel`` is off); results
+    are in input order, so the output does not depend on the number of threads."""
+    if parallel and len(images) > 1:
         found = list(_feature_pool().map(lambda pixels: image_features(pixels, side), images))
     else:
         found = [image_features(pixels, side) for pixels in images]

@@ -12,7 +12,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +34,8 @@ from operators.embeddings.backbone import (
     INDUCTOR_CACHE_ENV,
     PRECISION_ENV,
     Embedder,
+    SharedExclusiveLock,
+    cpu_has_bf16,
     cpu_has_fp16,
     default_compile,
     default_precision,
@@ -39,6 +44,7 @@ from operators.embeddings.backbone import (
     load_default_model,
     persistent_inductor_cache,
     preprocess,
+    resize_batch,
 )
 from operators.embeddings.cache import EmbeddingCache, content_key
 from operators.embeddings.checkpoint import (
@@ -96,7 +102,7 @@ def test_default_embedder_matches_the_plain_model(photos: list[np.ndarray]) -> N
     with torch.inference_mode():
         ref = plain.extract_features(torch.from_numpy(preprocess(photos))).mean(dim=(2, 3))
         ref = torch.nn.functional.normalize(ref, dim=1).numpy()
-    floor = {"fp32": 0.9999, "fp16": 0.999, "bf16": 0.99}[embedder.precision]
+    floor = {"fp32": 0.9999, "fp16": 0.999, "bf16": 0.99, "bf16-mixed": 0.998}[embedder.precision]
     assert float((rows * ref).sum(axis=1).min()) > floor
     # Different photos are far apart; batch size does not change a row.
     assert float((rows @ rows.T - np.eye(len(rows))).max()) < 0.9
@@ -106,7 +112,7 @@ def test_default_embedder_matches_the_plain_model(photos: list[np.ndarray]) -> N
     np.testing.assert_allclose(doubled, np.concatenate([rows, rows]), atol=1e-5)
 
 
-@pytest.mark.parametrize(("precision", "floor"), [("fp16", 0.999), ("bf16", 0.99)])
+@pytest.mark.parametrize(("precision", "floor"), [("fp16", 0.999), ("bf16", 0.99), ("bf16-mixed", 0.998)])
 def test_half_precision_autocast_agrees_with_fp32(
     photos: list[np.ndarray], precision: str, floor: float
 ) -> None:
@@ -127,11 +133,87 @@ def test_half_precision_overflow_is_recomputed_in_fp32(photos: list[np.ndarray])
     np.testing.assert_allclose(fp16, fp32, atol=1e-5)
 
 
+def test_mixed_precision_keeps_the_stem_in_fp32_and_needs_the_lite_network() -> None:
+    model = load_default_model()
+    mixed = Embedder(model, precision="bf16-mixed", compile=False)
+    assert mixed.model_id.endswith("/bf16-mixed")
+    # A gradient: the image whose embedding bf16 throughout moves most (cosine 0.98 to fp32).
+    ramp = np.repeat(np.linspace(0, 255, 224, dtype=np.float32)[None, :, None], 224, axis=0)
+    image = np.repeat(ramp, 3, axis=2).astype(np.uint8)
+    fp32 = Embedder(model, precision="fp32", compile=False).embed([image])
+    assert float((mixed.embed([image]) * fp32).sum()) > 0.998
+    # Other networks and CUDA have no known stem: they run fp32.
+    assert Embedder(torch.nn.Flatten(), dim=3, headless=True, precision="bf16-mixed").precision == "fp32"
+
+
+@pytest.mark.skipif(not has_cxx_compiler(), reason="inductor needs a C++ compiler; CI images have one")
+def test_compiled_cpu_embedder_freezes_its_weights(photos: list[np.ndarray]) -> None:
+    # Frozen means the weights are constants of the compiled graph (folded, prepacked for oneDNN):
+    # changing the module afterwards no longer changes what the graph computes.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+    )
+    embedder = Embedder(model, dim=8, headless=True, precision="fp32", compile=True, batch_size=4, lanes=1)
+    pixels = resize_batch(photos[:4], 32)
+    before = embedder.embed_resized(pixels)
+    with torch.no_grad():
+        for p in embedder.model.parameters():  # the embedder's own (BatchNorm-folded) copy
+            p.add_(torch.randn_like(p))
+    np.testing.assert_allclose(embedder.embed_resized(pixels), before, atol=1e-6)
+    embedder.compiled = False  # the eager module does see the change
+    assert np.abs(embedder.embed_resized(pixels) - before).max() > 1e-3
+
+
+def test_lanes_embed_batches_side_by_side_with_the_same_rows(photos: list[np.ndarray]) -> None:
+    model = load_default_model()
+    pixels = resize_batch(photos, 176)
+    one = Embedder(model, precision="fp32", compile=False, lanes=1).embed_resized(pixels)
+    two = Embedder(model, precision="fp32", compile=False, lanes=2)
+    np.testing.assert_array_equal(two.embed_resized(pixels), one)
+    # Callers on several threads share the lanes; every caller gets its own rows.
+    with ThreadPoolExecutor(3) as pool:
+        outs = list(pool.map(lambda k: two.embed_resized(pixels[k::3]), range(3)))
+    for k, out in enumerate(outs):
+        np.testing.assert_array_equal(out, one[k::3])
+
+
+def test_default_embedder_serves_several_threads_at_once(photos: list[np.ndarray]) -> None:
+    embedder = get_embedder("cpu")  # compiled where a C++ compiler exists; first calls compile alone
+    pixels = resize_batch(photos[:48], 176)
+    alone = embedder.embed_resized(pixels)
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda k: embedder.embed_resized(pixels[k * 16 : k * 16 + 16]), range(3)))
+    np.testing.assert_allclose(np.concatenate(outs), alone, atol=1e-6)
+
+
+def test_shared_exclusive_lock_keeps_exclusive_holders_alone() -> None:
+    gate = SharedExclusiveLock()
+    inside: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    guard = threading.Lock()
+
+    def hold(kind: str) -> None:
+        with gate.exclusive() if kind == "x" else gate.shared():
+            with guard:
+                inside.append(kind)
+                overlaps.append(tuple(inside))
+            time.sleep(0.01)
+            with guard:
+                inside.remove(kind)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(hold, ["s", "x", "s", "s", "x", "s", "s", "x"] * 3))
+    assert any(o.count("s") > 1 for o in overlaps)  # shared holders do overlap
+    assert all(o == ("x",) for o in overlaps if "x" in o)  # an exclusive one never does
+
+
 def test_precision_and_compile_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(PRECISION_ENV, raising=False)
     monkeypatch.delenv(COMPILE_ENV, raising=False)
-    # bf16 is never chosen by itself: its minimum cosine on real photos is below 0.99.
-    assert default_precision("cpu") == ("fp16" if cpu_has_fp16() else "fp32")
+    # bf16 throughout is never chosen by itself: its minimum cosine on real photos is below 0.99.
+    expected = "fp16" if cpu_has_fp16() else "bf16-mixed" if cpu_has_bf16() else "fp32"
+    assert default_precision("cpu") == expected
     assert default_precision("cuda:0") == "fp32"
     assert default_compile("cpu") == has_cxx_compiler() and not default_compile("cuda")
     assert not Embedder(torch.nn.Flatten(), dim=3, headless=True).compiled  # checkpoints: eager
@@ -141,7 +223,7 @@ def test_precision_and_compile_settings(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv(COMPILE_ENV, "1")
     assert default_compile("cuda")
     monkeypatch.setenv(PRECISION_ENV, "fp8")
-    with pytest.raises(ValueError, match="fp32, fp16 or bf16"):
+    with pytest.raises(ValueError, match="fp32, fp16, bf16, bf16-mixed"):
         default_precision("cpu")
     # Inductor's cache outlives /tmp unless TORCHINDUCTOR_CACHE_DIR says where it goes.
     monkeypatch.setenv(INDUCTOR_CACHE_ENV, "")

@@ -18,7 +18,7 @@ from operators.kinds import OperatorEnv, SelectionOperator
 from operators.sample import Sample, Verdict
 from operators.selection import dedup as dedup_module
 from operators.selection.dedup import SimDeduplication, final_keeper, pick_keepers
-from operators.selection.features import content_hash, jpeg_quality
+from operators.selection.features import BatchFeatures, content_hash, jpeg_quality
 from operators.selection.layout import layout_correlation, thumbnail
 from operators.selection.neighbours import RowStore, near_pairs
 from operators.selection.rrd import keep_count
@@ -204,13 +204,13 @@ def test_identical_bytes_caught_by_hash_before_embedding(monkeypatch: pytest.Mon
         _sample("c/fruits-labelled.jpg", data, 3, labels=["fruit"]),
     ]
     embedded: list[int] = []
-    real = SimDeduplication._embed
+    real = SimDeduplication._measure
 
-    def counting(self: SimDeduplication, images: list[np.ndarray]) -> np.ndarray:
+    def counting(self: SimDeduplication, images: list[np.ndarray]) -> tuple[BatchFeatures, np.ndarray]:
         embedded.append(len(images))
         return real(self, images)
 
-    monkeypatch.setattr(SimDeduplication, "_embed", counting)
+    monkeypatch.setattr(SimDeduplication, "_measure", counting)
     verdicts = _run(_dedup(), samples, batch=4)
     assert sum(embedded) == 2  # one embedding per distinct content
     labelled = samples[3].sample_id

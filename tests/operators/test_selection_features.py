@@ -10,6 +10,7 @@ from operators.decode import decode_image
 from operators.embeddings.backbone import resize_batch
 from operators.selection.features import (
     EMBED_SIDE,
+    _histogram,
     batch_features,
     embedding_input,
     image_features,
@@ -92,3 +93,14 @@ def test_batch_features_of_nothing() -> None:
 def test_luma_thumbnail_is_the_rgb_thumbnail() -> None:
     pixels = _photo("opencv-baboon")
     assert np.array_equal(luma_thumbnail(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)), thumbnail(pixels))
+
+
+def test_laplacian_histogram_counts_are_exact_small_and_large() -> None:
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 1021, (300, 200)).astype(np.int16)
+    np.testing.assert_array_equal(_histogram(small), np.bincount(small.ravel(), minlength=1021))
+    # Over 2^24 pixels in one bin: an odd count that float32 could not hold exactly.
+    large = np.zeros((4100, 4100), np.int16)
+    large[7, 7] = 1020
+    counts = _histogram(large)
+    assert counts[0] == 4100 * 4100 - 1 and counts[1020] == 1 and counts.sum() == large.size

@@ -33,11 +33,18 @@ from storage.uris import ObjectRef, parse_uri, to_api_path
 from workers.context import WorkerContext
 from workers.device import resolve_device
 from workers.errors import InputError, WorkerError
-from workers.fetch import Fetched, Fetcher, batched
+from workers.fetch import Fetcher, fetched_batches
 from workers.inputs import iter_samples, resolve
 from workers.jobs.base import JobControl, JobOutcome, ResultSink
 from workers.jobs.sharding import ShardedPass
-from workers.samples import build_sample, detection_xml, encode, manifest_line, rng_for, seed_for
+from workers.samples import (
+    decode_ahead,
+    detection_xml,
+    encode,
+    manifest_line,
+    rng_for,
+    seed_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,25 +171,11 @@ class ProcessingJob:
         self, fetcher: Fetcher, manifest: Iterable[ManifestSample] | None = None, start: int = 0
     ) -> Iterator[list[Sample]]:
         """Decoded samples in batches (of the whole input, or of ``manifest`` whose first sample is
-        input number ``start``); the next batch downloads while this one is processed."""
-        order = start
+        input number ``start``). While the caller works on a batch, the next one decodes and the one
+        after it downloads."""
         source = self.manifest_samples() if manifest is None else manifest
-        for batch in batched(source, self.ctx.settings.batch_size):
-            xml_refs = [ms.annotation_loc for ms in batch]
-            fetched = fetcher.fetch(batch)
-            xmls = self._fetch_xml(fetcher, batch, xml_refs)
-            samples = []
-            for ms, f, x in zip(batch, fetched, xmls, strict=True):
-                samples.append(build_sample(ms, f, x, self.limits, order))
-                order += 1
-            yield samples
-
-    def _fetch_xml(
-        self, fetcher: Fetcher, batch: list[ManifestSample], refs: list[str | None]
-    ) -> list[Fetched | None]:
-        wanted = [ManifestSample(source=r) for r in refs if r]
-        got = iter(fetcher.fetch(wanted)) if wanted else iter(())
-        return [next(got) if r else None for r in refs]
+        batches = fetched_batches(fetcher, source, self.ctx.settings.batch_size)
+        return decode_ahead(batches, self.limits, start)
 
     def operator_env(self) -> OperatorEnv:
         if self._env is None:
@@ -199,9 +192,9 @@ class ProcessingJob:
         def list_images(folder: str) -> Iterator[Sample]:
             scan = scan_source(store, folder if folder.endswith("/") else folder + "/")
             with Fetcher(store, self.ctx.settings.max_image_bytes) as fetcher:
-                for batch in batched(scan.samples, self.ctx.settings.batch_size):
-                    for i, (ms, f) in enumerate(zip(batch, fetcher.fetch(batch), strict=True)):
-                        yield build_sample(ms, f, None, self.limits, i)
+                batches = fetched_batches(fetcher, scan.samples, self.ctx.settings.batch_size)
+                for batch in decode_ahead(batches, self.limits):
+                    yield from batch
 
         return OperatorEnv(
             device=resolve_device(self.ctx.settings.device),
