@@ -11,8 +11,8 @@ cache; otherwise warm when an earlier run left its cache). The machine is shared
 timed round-robin ``--repeats`` times and the best run of each is reported, in wall-clock and in
 process CPU time (images per CPU-second: the per-core figure a busy neighbour disturbs least).
 
-    python bench/bench_embeddings.py [--images 104] [--threads 1] [--repeats 5] [--batch 8]
-                                     [--no-compile] [--cold] [--all]
+    python bench/bench_embeddings.py [--images 104] [--threads 1] [--repeats 5] [--batch 2]
+                                     [--no-compile] [--cold] [--all] [--lanes 2]
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=104, help="photos (104 = all of them)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=None, help="default: the CPU default (8)")
+    parser.add_argument("--batch", type=int, default=None, help="default: the CPU default (2)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--cold", action="store_true", help="compile into a fresh inductor cache")
     parser.add_argument("--all", action="store_true", help="also compiled bf16 and eager bf16/fp16")
+    parser.add_argument("--lanes", type=int, default=0, help="also compare N lanes with N torch threads")
     args = parser.parse_args()
     if args.cold:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="dsproc-inductor-")
@@ -91,7 +92,8 @@ def main() -> None:
     if not args.no_compile:
         variants += [("fp32", True), (default[0], True)]
     if args.all:
-        variants += [("bf16", False), ("fp16", False)] + ([] if args.no_compile else [("bf16", True)])
+        variants += [("bf16", False), ("fp16", False), ("bf16-mixed", False)]
+        variants += [] if args.no_compile else [("bf16", True), ("bf16-mixed", True)]
     runners: dict[str, Callable[[np.ndarray], np.ndarray]] = {"baseline fp32 (first version)": baseline}
     first_s: dict[str, float] = {}
     fused_model = load_default_model()
@@ -127,7 +129,38 @@ def main() -> None:
         first = f"{first_s[label]:.1f} s" if label in first_s else ""
         ratio = f"×{cpu_rate * args.threads / base_rate:.2f}"
         print(f"{label:>36}  {rate:17.1f}  {cpu_rate:9.1f}  {ratio:>11}  {cos:7.4f}  {first}")
+    if args.lanes > 1:
+        lanes_vs_threads(fused_model, resized, default[0], default[1], args.lanes, args.repeats)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def lanes_vs_threads(
+    model: object, resized: np.ndarray, precision: str, compile_: bool, n: int, repeats: int
+) -> None:
+    """The default variant on ``n`` cores: ``n`` torch threads on each batch, or ``n`` lanes that
+    each run whole batches on one torch thread (what ``get_embedder`` does), and batch 2 vs 8."""
+    import torch
+
+    from operators.embeddings.backbone import Embedder
+
+    print(f"# {n} cores, {precision}{' compiled' if compile_ else ' eager'}: images/s (wall)")
+    for label, threads, lanes, batch in (
+        (f"{n} torch threads, batch 8", n, 1, 8),
+        (f"{n} torch threads, batch 2", n, 1, 2),
+        (f"{n} lanes, batch 8", 1, n, 8),
+        (f"{n} lanes, batch 2 (default)", 1, n, 2),
+    ):
+        torch.set_num_threads(threads)
+        embedder = Embedder(
+            model, "cpu", precision=precision, compile=compile_, batch_size=batch, lanes=lanes
+        )  # type: ignore[arg-type]
+        embedder.embed_resized(resized[: batch * lanes])  # compiles for this thread count and batch
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            embedder.embed_resized(resized)
+            best = min(best, time.perf_counter() - start)
+        print(f"{label:>36}  {len(resized) / best:7.1f}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ Run from the repository root on a machine with a CUDA GPU (exit status 0 = every
    process never touches the GPU).
 2. EfficientNet-Lite0 in fp32 eager on ``cuda`` (TF32 off) against fp32 eager on the CPU, on real
    images: minimum cosine must be ≥ 0.9999. The two defaults (CUDA: fp32 eager; CPU: compiled,
-   fp16 on CPUs with native fp16) must agree to ≥ 0.999. bf16 autocast on CUDA is reported for
-   information (≥ 0.99 expected).
-3. PCC decisions through the operator itself, each side on its default embedder
-   (``OperatorEnv(device="cuda")`` vs ``"cpu"``), on the
+   fp16 on CPUs with native fp16, bf16-mixed on CPUs with native bf16, else fp32) must agree to
+   ≥ 0.999 (≥ 0.998 for a bf16-mixed CPU default, its documented bound). bf16 autocast on CUDA is
+   reported for information (≥ 0.99 expected).
+3. PCC decisions through the operator itself (``OperatorEnv(device="cuda")`` vs ``"cpu"``), on the
    Fashion-MNIST protocol of tests/operators/test_pcc.py (Trouser + Bag wanted, 20 % contamination,
-   with and without criticisms, 4 draws): verdicts must be identical, sample by sample.
+   with and without criticisms, 4 draws): with the CPU side compiled in fp32 (the CUDA default's
+   precision), verdicts must be identical, sample by sample. Against the CPU default (whose
+   precision follows the host CPU) the differing verdicts are reported, not failed.
 4. Throughput: images/s of ``embed_resized`` at the batch size chosen for the free GPU memory,
    fp32 and bf16, after warm-up.
 
@@ -156,6 +158,7 @@ def main() -> int:
     import torch
 
     import operators.cleaning  # noqa: F401
+    from operators.embeddings import backbone
     from operators.embeddings.backbone import Embedder, get_embedder, load_default_model, resize_batch
 
     get_embedder("cpu").embed([np.zeros((32, 32, 3), np.uint8)])
@@ -207,20 +210,30 @@ def main() -> int:
         failures.append(f"CUDA fp32 embeddings differ from CPU: min cosine {cos.min():.6f}")
     cos_default = (cpu_default_rows * gpu_embedder.embed(images, batch_size=256)).sum(axis=1)
     report["default_cuda_vs_cpu_default_cos_min"] = float(cos_default.min())
-    if cos_default.min() < 0.999:
+    floor = 0.998 if cpu_default.precision == "bf16-mixed" else 0.999
+    if cos_default.min() < floor:
         failures.append(f"default embeddings differ from the CPU default: min cosine {cos_default.min():.6f}")
     bf16 = Embedder(load_default_model(), dev, precision="bf16").embed(images, batch_size=256)
     report["bf16_cuda_vs_cpu_fp32_cos_min"] = float((cpu * bf16).sum(axis=1).min())
 
     # 3. identical decisions through the operator
     classes = {label: as_samples(label, imgs) for label, imgs in raw.items()}
-    differing: list[dict[str, object]] = []
-    compared = 0
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    for seed in range(4):
-        for crit in (False, True):
-            on_cpu = pcc_verdicts("cpu", classes, wanted, seed, crit, tmp / "cpu")
-            on_gpu = pcc_verdicts(dev, classes, wanted, seed, crit, tmp / "device")
+    fp32_cpu = Embedder(load_default_model(), "cpu", precision="fp32", compile=cpu_default.compiled)
+    key = (backbone.DEFAULT_MODEL_ID, "cpu")
+    if dev == "cpu":  # a dry run: the "device" side stands in for CUDA's fp32 default
+        backbone._cache[key] = fp32_cpu
+    on_device = {
+        (seed, crit): pcc_verdicts(dev, classes, wanted, seed, crit, tmp / "device")
+        for seed in range(4)
+        for crit in (False, True)
+    }
+    for label, embedder in (("fp32", fp32_cpu), ("default", cpu_default)):
+        backbone._cache[key] = embedder  # what the operator gets
+        differing: list[dict[str, object]] = []
+        compared = 0
+        for (seed, crit), on_gpu in on_device.items():
+            on_cpu = pcc_verdicts("cpu", classes, wanted, seed, crit, tmp / f"cpu-{label}")
             compared += len(on_cpu)
             for sid, v in on_cpu.items():
                 g = on_gpu[sid]
@@ -234,11 +247,13 @@ def main() -> int:
                             "gpu": g.evidence,
                         }
                     )
-    report["decisions_compared"] = compared
-    report["decisions_differing"] = len(differing)
-    if differing:
-        failures.append(f"{len(differing)} PCC decisions differ between CPU and CUDA")
-        report["differences"] = differing[:10]
+        report[f"decisions_compared_cpu_{label}"] = compared
+        report[f"decisions_differing_cpu_{label}"] = len(differing)
+        if differing:
+            report[f"differences_cpu_{label}"] = differing[:10]
+            if label == "fp32":
+                failures.append(f"{len(differing)} PCC decisions differ between CPU (fp32) and CUDA")
+    backbone._cache[key] = cpu_default
 
     # 4. throughput
     pixels = resize_batch([rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(256)])

@@ -8,7 +8,7 @@ weights expect: ``(x/255 - 0.498) / 0.502``.
 Speed (bench/bench_embeddings.py): images are resized to uint8 on the CPU and normalised on the
 device; BatchNorm is folded into the convolutions (exact in fp32) and the network runs in
 ``channels_last`` layout. On CPU the default embedder is ``torch.compile``d with inductor's
-``freezing`` (weights constant-folded, cast and prepacked for oneDNN) for one fixed batch of 2;
+``freezing`` (weights constant-folded, cast and prepacked for oneDNN) for one fixed batch of 4;
 a shorter batch is padded, so every image goes through the same kernels whatever batch it came in.
 Batches run side by side on ``lanes`` threads with one torch thread each (``cpu_lanes``): this
 network's small kernels barely scale over intra-op threads. Compiling needs a C++ compiler
@@ -225,11 +225,15 @@ def persistent_inductor_cache() -> None:
 
 
 def default_batch_size(device: str) -> int:
-    """Images per forward pass: 2 on CPU, where batches run side by side on lanes and small ones
-    stay in cache (compiled bf16-mixed on 2 lanes: 2.9 ms/image at 2 or 4, 3.9 at 8 or 1); on CUDA
-    what a quarter of the free memory holds (≤ 512)."""
+    """Images per forward pass: 4 on CPU; on CUDA what a quarter of the free memory holds (≤ 512).
+
+    On 2 cores (compiled bf16-mixed, 176 px): embedding alone, 2 lanes × batch 4 ran 309 images/s,
+    ×8 286, ×2 252 (2 torch threads × batch 8: 315); SimDeduplication end to end, where one lane's
+    feature work overlaps the other's embedding, 2 lanes × 4 ran 156–170 images/s against 145–163
+    for 2 threads × 8 and 138–152 for 2 lanes × 2. A short batch is padded, so 4 wastes at most 3.
+    """
     if not device.startswith("cuda"):
-        return 2
+        return 4
     import torch
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
@@ -248,10 +252,11 @@ def cpu_lanes() -> int:
     """Threads that embed CPU batches side by side: torch's thread count when first asked, after
     which torch runs one thread per batch (``torch.set_num_threads(1)``, for the whole process).
 
-    EfficientNet-Lite's small kernels barely scale over intra-op threads (2 threads: ×1.3 on 2
-    cores); whole batches on separate threads scale ×1.8 (bench/bench_embeddings.py). A compiled
-    graph is specialised to the thread count, so it stays one: one compile serves every lane, and a
-    batch's rows do not depend on how many lanes there are.
+    Embedding alone, lanes and intra-op threads are about even once the graph is frozen; lanes let
+    a caller overlap its own per-batch work (SimDeduplication's image features) with embedding,
+    which no phase barrier then interrupts (see ``default_batch_size``). A compiled graph is
+    specialised to the thread count, so it stays one: one compile serves every lane, and a batch's
+    rows do not depend on how many lanes there are.
     """
     global _lanes
     import torch
@@ -457,8 +462,8 @@ class Embedder:
         torch = self.torch
         n = len(chunk)
         if self.compiled and n < size:
-            # The compiled graph has one batch shape: a short batch is padded (the CPU batch is 2,
-            # so this costs at most one image), and every image goes through the same kernels
+            # The compiled graph has one batch shape: a short batch is padded (the CPU batch is 4,
+            # so this costs at most 3 images), and every image goes through the same kernels
             # whatever batch it came in, so shards and single passes give the same rows.
             chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)])
         with torch.inference_mode():
