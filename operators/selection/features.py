@@ -211,7 +211,7 @@ class ImageFeatures:
 
     pixel_count: int  # pixels that carry content (``measure``)
     sharpness: float  # of that content (``measure``)
-    thumbnail: np.ndarray  # THUMB×THUMB uint8 luma (``layout.thumbnail``)
+    thumbnail: np.ndarray  # THUMB×THUMB uint8 luma: ``layout.thumbnail`` of ``embed_input``
     embed_input: np.ndarray  # side×side×3 uint8 RGB, the embedder's input
 
 
@@ -246,16 +246,20 @@ def embedding_input(pixels: np.ndarray, side: int = EMBED_SIDE) -> np.ndarray:
 
 
 def image_features(pixels: np.ndarray, side: int = EMBED_SIDE) -> ImageFeatures:
-    """``measure``, ``layout.thumbnail`` and ``embedding_input`` of one image, sharing its luma plane."""
+    """``measure`` and ``embedding_input`` of one image, sharing its luma plane, and the layout
+    thumbnail of that embedding input: an area average of an area average, 0.03 ms against 0.6 ms
+    from full resolution, on average 0.4 grey levels from it over the 104 photos (fine detail such
+    as a chessboard moves up to 3.3). Both sides of every compared pair are made the same way."""
     pixels = np.ascontiguousarray(pixels)
     luma = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     ys, xs = content_area(luma)
     content = luma[ys, xs]
+    embed_input = embedding_input(pixels, side)
     return ImageFeatures(
         pixel_count=int(content.size),
         sharpness=sharpness(content),
-        thumbnail=luma_thumbnail(luma),
-        embed_input=embedding_input(pixels, side),
+        thumbnail=luma_thumbnail(cv2.cvtColor(embed_input, cv2.COLOR_RGB2GRAY)),
+        embed_input=embed_input,
     )
 
 
