@@ -278,7 +278,7 @@ def warm_up() -> float:
 
     t0 = time.perf_counter()
     embedder = get_embedder("cpu")
-    for side in sorted({EMBED_SIDE, embedder.input_size}):  # a full batch: smaller ones run eager
+    for side in sorted({EMBED_SIDE, embedder.input_size}):  # compiles the graph for each input size
         embedder.embed_resized(np.zeros((embedder.batch_size, side, side, 3), np.uint8))
     return time.perf_counter() - t0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,17 +73,15 @@ def fetched_batches(
 ) -> Iterator[list[tuple[ManifestSample, Fetched, Fetched | None]]]:
     """Batches of (sample, its image, its VOC file or None), downloading one request ahead of the
     caller (``Fetcher.stream``): a batch's images, then its VOC files."""
-    queue: deque[list[ManifestSample]] = deque()
 
     def requests() -> Iterator[list[ManifestSample]]:
         for batch in batched(samples, size):
-            queue.append(batch)
             yield batch
             yield [ManifestSample(source=ms.annotation_loc) for ms in batch if ms.annotation_loc]
 
     stream = fetcher.stream(requests())
     for images in stream:
         xml_files = iter(next(stream))
-        batch = queue.popleft()
+        batch = [f.sample for f in images]
         xmls = [next(xml_files) if ms.annotation_loc else None for ms in batch]
         yield list(zip(batch, images, xmls, strict=True))

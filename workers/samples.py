@@ -99,19 +99,24 @@ def decode_ahead(
     """``build_sample`` of each batch on the process's CPU pool, in input order; batch k+1 decodes
     while the caller works on batch k (PIL and OpenCV release the GIL while they decode)."""
     pool = cpu_pool()
-    pending: list[Future[Sample]] | None = None
+    pending: list[Future[Sample]] = []
     order = start
-    for batch in batches:
-        futures = [
-            pool.submit(build_sample, ms, image, xml, limits, order + i)
-            for i, (ms, image, xml) in enumerate(batch)
-        ]
-        order += len(batch)
-        if pending is not None:
+    try:
+        for batch in batches:
+            futures = [
+                pool.submit(build_sample, ms, image, xml, limits, order + i)
+                for i, (ms, image, xml) in enumerate(batch)
+            ]
+            order += len(batch)
+            if pending:
+                yield [f.result() for f in pending]
+            pending = futures
+        if pending:
             yield [f.result() for f in pending]
-        pending = futures
-    if pending is not None:
-        yield [f.result() for f in pending]
+            pending = []
+    finally:  # a caller that stops early (a stop request) leaves nothing decoding for it
+        for f in pending:
+            f.cancel()
 
 
 def encode(sample: Sample) -> tuple[bytes, str]:

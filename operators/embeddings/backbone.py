@@ -111,12 +111,15 @@ def _lite_features(model: Any, mixed: bool = False) -> Callable[[Any], Any]:
     return features
 
 
-def _cpu_flags() -> str:
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            return next((line for line in f if line.startswith("flags")), "") + " "
+            line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        return ""
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
 
 
 @functools.cache
@@ -125,8 +128,7 @@ def cpu_has_bf16() -> bool:
     import torch
 
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    flags = _cpu_flags()
-    return " avx512_bf16 " in flags or " amx_bf16 " in flags or bool(amx is not None and amx())
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags()) or bool(amx is not None and amx())
 
 
 @functools.cache
@@ -137,7 +139,7 @@ def cpu_has_fp16() -> bool:
     amx = getattr(torch.cpu, "_is_amx_fp16_supported", None)
     if amx is not None and amx():
         return True
-    return " avx512_fp16 " in _cpu_flags()
+    return "avx512_fp16" in _cpu_flags()
 
 
 def default_precision(device: str) -> Precision:
@@ -244,6 +246,7 @@ def default_batch_size(device: str) -> int:
 _lanes: int | None = None
 _lanes_lock = threading.Lock()
 _in_lane = threading.local()  # .active: this thread is one of an embedder's lanes
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -303,6 +306,11 @@ class SharedExclusiveLock:
             with self._cond:
                 self._exclusive = False
                 self._cond.notify_all()
+
+
+# Compiled calls run shared; a graph's first call (it compiles) runs exclusive. One gate for every
+# embedder: dynamo keeps its caches per code object, and all embedders share ``Pooled.forward``.
+_gate = SharedExclusiveLock()
 
 
 def _pooled_module(
@@ -383,7 +391,6 @@ class Embedder:
             self._try_compile()
         self.model_id = f"{model_id}/{input_size}px/{self.precision}"
         self.lanes = 1 if device.startswith("cuda") else (lanes or cpu_lanes())
-        self._gate = SharedExclusiveLock()
         self._warm: set[tuple[int, ...]] = set()  # input shapes the compiled graph has run once
         self._pool_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -393,10 +400,6 @@ class Embedder:
         persistent_inductor_cache()
         cpu = not self.device.startswith("cuda")
         try:
-            if cpu:
-                # Dynamo reads the global flag while tracing to keep the weights as constants (the
-                # ``options`` below only reach inductor); without it nothing is frozen or prepacked.
-                self.torch._inductor.config.freezing = True
             options = {"freezing": True} if cpu else None
             self._forward = self.torch.compile(self._module, dynamic=False, options=options)
             self.compiled = True
@@ -461,33 +464,40 @@ class Embedder:
         """One batch of at most ``size`` images → n×D unit rows."""
         torch = self.torch
         n = len(chunk)
-        if self.compiled and n < size:
+        compiled = self.compiled  # read once: another lane may fall back to eager meanwhile
+        if compiled and n < size and not self.device.startswith("cuda"):
             # The compiled graph has one batch shape: a short batch is padded (the CPU batch is 4,
             # so this costs at most 3 images), and every image goes through the same kernels
             # whatever batch it came in, so shards and single passes give the same rows.
             chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), chunk.dtype)])
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device, non_blocking=True)
-            if not self.compiled:
-                with self._gate.shared():
-                    return self._run(x, self._module, self.precision).cpu().numpy()
+            if not compiled or len(x) != size:  # eager: any batch size (CUDA tails too)
+                return self._run(x, self._module, self.precision)[:n].cpu().numpy()
             shape = tuple(x.shape)
             try:
                 if shape in self._warm:
-                    with self._gate.shared():
+                    with _gate.shared():
                         return self._run(x, self._forward, self.precision)[:n].cpu().numpy()
                 # A shape's first call compiles it: alone, since dynamo's caches are not meant to
-                # change while another thread runs the graph.
-                with self._gate.exclusive():
+                # change while another thread runs a graph. Dynamo keeps the weights as constants
+                # only when it sees inductor's global ``freezing`` flag while it traces (the
+                # compile ``options`` reach inductor alone), so the flag is on for that call.
+                with _gate.exclusive(), self._freezing():
                     feats = self._run(x, self._forward, self.precision)[:n].cpu().numpy()
                     self._warm.add(shape)
                     return feats
             except Exception:
-                with self._gate.exclusive():
+                with _gate.exclusive():
                     if self.compiled:
                         log.warning("compiled embedder failed; falling back to eager mode", exc_info=True)
                         self._forward, self.compiled = self._module, False
                 return self._run(x, self._module, self.precision)[:n].cpu().numpy()
+
+    def _freezing(self) -> contextlib.AbstractContextManager[object]:
+        if self.device.startswith("cuda"):
+            return contextlib.nullcontext()
+        return self.torch._inductor.config.patch(freezing=True)
 
     def embed(self, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """HxWx3 uint8 RGB images → N×D float32 unit rows (resized ``batch_size`` at a time)."""

@@ -165,6 +165,8 @@ class SimDeduplication(SelectionOperator):
         On CPU each of the embedder's lanes measures and embeds whole embedder batches, so that one
         lane's feature work overlaps the other's embedding (no idle core between the two phases).
         """
+        if not images:  # every sample was seen before: no need to load the embedder
+            return batch_features([]), np.zeros((0, 0), np.float32)
         from operators.embeddings import get_embedder
 
         embedder = get_embedder(self.env.device)
@@ -180,9 +182,7 @@ class SimDeduplication(SelectionOperator):
 
             parts = embedder.map_lanes(measure, range(0, len(images), size))
         feats = BatchFeatures.concat([f for f, _ in parts])
-        rows = np.concatenate([np.asarray(r, np.float32) for _, r in parts]) if parts else None
-        if rows is None:
-            return feats, np.zeros((0, 0), np.float32)
+        rows = np.concatenate([np.asarray(r, np.float32) for _, r in parts])
         return feats, rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
     def extract(self, batch: list[Sample]) -> Features:
