@@ -347,7 +347,8 @@ class Embedder:
     with the classifier removed); otherwise ``model`` is EfficientNet-Lite and its
     ``extract_features`` are averaged over space. ``compile=None`` compiles only when
     ``DSPROC_EMBED_COMPILE`` is on (``get_embedder`` passes ``default_compile``); ``precision=None``
-    is ``default_precision``.
+    is ``default_precision``. ``lanes=None`` is ``cpu_lanes()`` (which leaves torch one thread); an
+    explicit count leaves torch's thread count as it is (benchmarks compare the two).
     """
 
     def __init__(
