@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
@@ -14,6 +14,7 @@ from storage.objectstore.base import ObjectStore
 from storage.uris import parse_uri
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -27,6 +28,24 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     it = iter(items)
     while batch := list(islice(it, size)):
         yield batch
+
+
+def one_ahead(submitted: Iterable[list[Future[R]]]) -> Iterator[list[R]]:
+    """Results of batches of futures, in order, each batch submitted (by iterating ``submitted``)
+    before the previous one is handed out: the next batch works while the caller works on this one.
+    What a caller that stops early leaves pending is cancelled."""
+    pending: list[Future[R]] | None = None  # an empty batch is a batch too
+    try:
+        for futures in submitted:
+            if pending is not None:
+                yield [f.result() for f in pending]
+            pending = futures
+        if pending is not None:
+            done, pending = pending, None
+            yield [f.result() for f in done]
+    finally:
+        for f in pending or ():
+            f.cancel()
 
 
 def _fetch_one(store: ObjectStore, sample: ManifestSample, max_bytes: int) -> Fetched:
@@ -49,14 +68,10 @@ class Fetcher:
 
     def stream(self, batches: Iterable[list[ManifestSample]]) -> Iterator[list[Fetched]]:
         """Fetched batches in order, the next one downloading while the caller works on this one."""
-        pending = None
-        for batch in batches:
-            futures = [self.pool.submit(_fetch_one, self.store, s, self.max_bytes) for s in batch]
-            if pending is not None:
-                yield [f.result() for f in pending]
-            pending = futures
-        if pending is not None:
-            yield [f.result() for f in pending]
+        submitted = (
+            [self.pool.submit(_fetch_one, self.store, s, self.max_bytes) for s in b] for b in batches
+        )
+        return one_ahead(submitted)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -19,7 +19,7 @@ from storage.errors import StorageError
 from storage.manifest import IMAGE_CLASSIFICATION, OBJECT_DETECTION, PASCAL_VOC, ManifestSample, sample_id
 from storage.uris import parse_uri
 from storage.voc import VocAnnotation, VocBox, dump_voc, parse_voc
-from workers.fetch import Fetched
+from workers.fetch import Fetched, one_ahead
 from workers.threads import cpu_pool
 
 ENCODERS = {"JPEG": ("JPEG", "jpg", {"quality": 95}), "PNG": ("PNG", "png", {}), "BMP": ("BMP", "bmp", {})}
@@ -99,24 +99,17 @@ def decode_ahead(
     """``build_sample`` of each batch on the process's CPU pool, in input order; batch k+1 decodes
     while the caller works on batch k (PIL and OpenCV release the GIL while they decode)."""
     pool = cpu_pool()
-    pending: list[Future[Sample]] = []
-    order = start
-    try:
+
+    def submitted() -> Iterator[list[Future[Sample]]]:
+        order = start
         for batch in batches:
-            futures = [
+            yield [
                 pool.submit(build_sample, ms, image, xml, limits, order + i)
                 for i, (ms, image, xml) in enumerate(batch)
             ]
             order += len(batch)
-            if pending:
-                yield [f.result() for f in pending]
-            pending = futures
-        if pending:
-            yield [f.result() for f in pending]
-            pending = []
-    finally:  # a caller that stops early (a stop request) leaves nothing decoding for it
-        for f in pending:
-            f.cancel()
+
+    return one_ahead(submitted())
 
 
 def encode(sample: Sample) -> tuple[bytes, str]:
